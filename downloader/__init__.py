@@ -1,0 +1,1 @@
+"""Resumable, streaming, manifest-driven bulk file downloader."""

@@ -1,0 +1,80 @@
+"""The exception hierarchy: every failure this package raises on purpose.
+
+DownloadError                 base; .url
+├── ManifestError             unusable input (.source, .line)
+├── TransferError             network side (.retryable)
+│   ├── HTTPStatusError       non-2xx (.status, .retry_after)
+│   ├── ReadTimeout           no bytes for --timeout seconds
+│   ├── ConnectionLost        connection dropped or body cut short
+│   └── ResumeRejected        bad 206, or the file changed: restart from zero
+├── IntegrityError            size/digest mismatch (.expected, .actual)
+└── StorageError              disk, permissions, corrupt state
+"""
+
+from __future__ import annotations
+
+
+class DownloadError(Exception):
+    """Base class for every failure this package raises on purpose."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ManifestError(DownloadError):
+    """A manifest (or an entry passed in code) cannot be used as it is."""
+
+    def __init__(
+        self, reason: str, *, source: str = "<entries>", line: int | None = None
+    ) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason
+
+
+class TransferError(DownloadError):
+    """The network side failed; ``retryable`` says whether another try may help."""
+
+    retryable: bool = True
+
+
+class HTTPStatusError(TransferError):
+    """The server answered with a status we cannot use."""
+
+    def __init__(
+        self, status: int, *, url: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"server answered {status}", url=url)
+        self.status = status
+        self.retry_after = retry_after
+        self.retryable = status in (408, 429) or status >= 500
+
+
+class ReadTimeout(TransferError):
+    """No bytes arrived for longer than the read timeout."""
+
+
+class ConnectionLost(TransferError):
+    """The connection failed or the body ended before its announced length."""
+
+
+class ResumeRejected(TransferError):
+    """A resume answer did not continue at our byte: the file restarts from zero."""
+
+
+class IntegrityError(DownloadError):
+    """The bytes are not what the manifest promised."""
+
+    def __init__(self, what: str, *, expected: str, actual: str, url: str) -> None:
+        super().__init__(
+            f"{what} mismatch: expected {expected} got {actual}", url=url
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class StorageError(DownloadError):
+    """The destination cannot be written, or saved resume state is unusable."""

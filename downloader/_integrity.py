@@ -1,0 +1,86 @@
+"""Checksums: parsing ``ALGO:HEX`` and hashing bytes as they pass."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+ALGORITHMS: dict[str, int] = {  # name -> hex digest length
+    "md5": 32,
+    "sha1": 40,
+    "sha256": 64,
+    "sha512": 128,
+    "blake2b": 128,
+}
+_HEX = re.compile(r"[0-9a-fA-F]+")
+READ_BLOCK = 4 * 1024 * 1024
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    """An expected digest, e.g. ``Checksum("sha256", "ab12...")``."""
+
+    algorithm: str
+    hexdigest: str
+
+    @classmethod
+    def parse(cls, text: str, *, algorithm: str | None = None) -> Checksum:
+        """Parse ``ALGO:HEX`` (or bare hex for ``algorithm``; bare 64 hex = sha256).
+
+        Raises
+        ------
+        ValueError
+            The algorithm is unknown or the digest is not hex of the right length.
+        """
+        text = text.strip()
+        if algorithm is None:
+            if ":" in text:
+                algorithm, _, text = text.partition(":")
+            elif len(text) == ALGORITHMS["sha256"]:
+                algorithm = "sha256"
+            else:
+                msg = f"checksum {text!r} needs an ALGO: prefix (e.g. sha256:...)"
+                raise ValueError(msg)
+        algorithm = algorithm.strip().lower()
+        if algorithm not in ALGORITHMS:
+            known = ", ".join(ALGORITHMS)
+            msg = f"unsupported checksum algorithm {algorithm!r} (use {known})"
+            raise ValueError(msg)
+        digest = text.strip()
+        if len(digest) != ALGORITHMS[algorithm] or not _HEX.fullmatch(digest):
+            msg = (
+                f"malformed {algorithm} checksum {digest!r}: want "
+                f"{ALGORITHMS[algorithm]} hex digits"
+            )
+            raise ValueError(msg)
+        return cls(algorithm, digest.lower())
+
+    def hasher(self) -> Hasher:
+        return hashlib.new(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hexdigest}"
+
+
+def hash_file(path: Path, checksum: Checksum, *, limit: int | None = None) -> Hasher:
+    """Hash a file (or its first ``limit`` bytes); blocking, run it in a thread."""
+    hasher = checksum.hasher()
+    remaining = limit
+    with path.open("rb") as f:
+        while remaining is None or remaining > 0:
+            want = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+            block = f.read(want)
+            if not block:
+                break
+            hasher.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return hasher
