@@ -8,10 +8,16 @@ DownloadError                 base; .url
 │   ├── ConnectionLost        connection dropped or body cut short
 │   └── ResumeRejected        bad 206, or the file changed: restart from zero
 ├── IntegrityError            size/digest mismatch (.expected, .actual)
-└── StorageError              disk, permissions, corrupt state
+├── StorageError              disk, permissions, corrupt state
+└── DownloadFailed            raise_on_failure=True and a file failed (.report)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Report
 
 
 class DownloadError(Exception):
@@ -69,12 +75,24 @@ class IntegrityError(DownloadError):
     """The bytes are not what the manifest promised."""
 
     def __init__(self, what: str, *, expected: str, actual: str, url: str) -> None:
-        super().__init__(
-            f"{what} mismatch: expected {expected} got {actual}", url=url
-        )
+        super().__init__(f"{what} mismatch: expected {expected} got {actual}", url=url)
         self.expected = expected
         self.actual = actual
 
 
 class StorageError(DownloadError):
     """The destination cannot be written, or saved resume state is unusable."""
+
+
+class DownloadFailed(DownloadError):
+    """Some files failed and the caller asked for an exception (``.report`` has all)."""
+
+    def __init__(self, report: Report) -> None:
+        failed = report.failed
+        first = failed[0]
+        super().__init__(
+            f"{len(failed)} of {report.summary.files} files failed; "
+            f"first: {first.path}: {first.error}",
+            url=first.url,
+        )
+        self.report = report

@@ -1,0 +1,48 @@
+"""The synchronous front door: ``downloader.download(...)``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._engine import Downloader
+from ._models import Report
+from ._sources import EntriesLike
+from ._types import StrPath
+
+
+def download(
+    entries: EntriesLike,
+    dest: StrPath = ".",
+    *,
+    fmt: str | None = None,
+    **options: Any,
+) -> Report:
+    """Download ``entries`` into ``dest`` and return the report (blocking).
+
+    Parameters
+    ----------
+    entries:
+        A manifest path, URL strings, dicts of manifest fields, or ``Entry``s.
+    dest:
+        Root folder for the files.
+    fmt:
+        Manifest format when the extension cannot tell.
+    **options:
+        Any keyword of ``Downloader`` (``jobs``, ``retries``, ``progress`` ...).
+
+    Raises
+    ------
+    ManifestError
+        The input is unusable; nothing was transferred.
+    DownloadFailed
+        Only with ``raise_on_failure=True``.
+    RuntimeError
+        Called from inside a running event loop: use ``Downloader`` there.
+    """
+
+    async def run() -> Report:
+        async with Downloader(dest, **options) as dl:
+            return await dl.download(entries, fmt=fmt)
+
+    return asyncio.run(run())

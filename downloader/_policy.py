@@ -1,0 +1,155 @@
+"""Pure decisions: resume or restart, retry or give up, and how long to wait."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from ._exceptions import ResumeRejected
+
+BACKOFF_BASE = 0.5  # seconds before the first retry
+BACKOFF_CAP = 60.0  # no single wait is longer than this...
+RETRY_AFTER_CAP = 600.0  # ...unless the server asked for it (up to 10 minutes)
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRange:
+    start: int
+    end: int  # inclusive
+    total: int | None
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """``bytes 10-99/100`` -> ContentRange(10, 99, 100); anything malformed -> None."""
+    if not value:
+        return None
+    match = _CONTENT_RANGE.match(value.strip())
+    if not match:
+        return None
+    start, end = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if end < start or (total is not None and end >= total):
+        return None
+    return ContentRange(start, end, total)
+
+
+def pick_validator(etag: str | None, last_modified: str | None) -> str | None:
+    """The If-Range validator: a strong ETag, else Last-Modified, else none.
+
+    Weak ETags (``W/"..."``) are not allowed in If-Range (RFC 9110 13.1.5).
+    """
+    if etag and not etag.startswith("W/"):
+        return etag
+    return last_modified or None
+
+
+def resume_headers(have: int, validator: str | None) -> dict[str, str]:
+    """Request the rest of a file of which ``have`` bytes are on disk."""
+    if have == 0:
+        return {}
+    headers = {"Range": f"bytes={have}-"}
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
+def can_resume(
+    have: int,
+    saved_validator: str | None,
+    *,
+    saved_url: str | None,
+    url: str,
+    has_checksum: bool,
+) -> bool:
+    """Whether ``have`` bytes on disk may be continued rather than thrown away.
+
+    Without a validator the server cannot tell us that the file changed, so only
+    a checksum (verified at the end) makes appending safe.
+    """
+    if have <= 0:
+        return False
+    if saved_validator:
+        return True
+    return has_checksum and saved_url is not None
+
+
+def resume_offset(have: int, status: int, content_range: ContentRange | None) -> int:
+    """Where the body of this answer starts in the file: ``have`` or 0.
+
+    Raises
+    ------
+    ResumeRejected
+        A 206 that does not start at ``have`` (or cannot be read): its bytes
+        must not be written anywhere, so the file restarts from zero.
+    """
+    if status == 200:
+        return 0  # whole body: the server ignored Range or If-Range failed
+    if status == 206:
+        if content_range is None:
+            msg = "206 answer without a usable Content-Range"
+            raise ResumeRejected(msg)
+        if content_range.start != have:
+            msg = f"asked for bytes from {have}, got a range from {content_range.start}"
+            raise ResumeRejected(msg)
+        return have
+    msg = f"unexpected status {status} for a download"
+    raise ResumeRejected(msg)
+
+
+def expected_total(
+    offset: int, content_length: int | None, content_range: ContentRange | None
+) -> int | None:
+    """The full size of the file as this answer announces it, if it does."""
+    if content_range is not None and content_range.total is not None:
+        return content_range.total
+    if content_length is not None:
+        return offset + content_length
+    return None
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), RETRY_AFTER_CAP)
+
+
+def backoff_delay(
+    failures: int,
+    retry_after: float | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> float:
+    """Exponential backoff with full jitter, never shorter than ``Retry-After``."""
+    rng = rng or random.Random()
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
+    delay = rng.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def should_retry(*, retryable: bool, failures: int, retries: int) -> bool:
+    """Another try after ``failures`` tries that made no progress?"""
+    return retryable and failures <= retries

@@ -1,0 +1,233 @@
+"""Progress: the sink the engine reports to, as tqdm bars or plain log lines."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from tqdm import tqdm
+
+from ._models import Result
+
+BAR_DELAY = 0.3  # a file gets its own bar only after this long in flight
+
+
+class ProgressSink(Protocol):
+    """What the engine tells about a run; every method must return quickly."""
+
+    def run_started(self, files: int, total_bytes: int | None) -> None: ...
+    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
+        """Called again when a file restarts from zero or resumes."""
+
+    def file_advanced(self, key: int, n: int) -> None: ...
+    def file_finished(self, key: int, result: Result) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullProgress:
+    """Says nothing: the library default."""
+
+    def run_started(self, files: int, total_bytes: int | None) -> None:
+        pass
+
+    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
+        pass
+
+    def file_advanced(self, key: int, n: int) -> None:
+        pass
+
+    def file_finished(self, key: int, result: Result) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def describe(result: Result) -> str:
+    """One human line for a finished file."""
+    if result.status == "failed":
+        return f"FAILED     {result.path}: {result.error}"
+    if result.status == "skipped":
+        return f"skipped    {result.path} (already complete)"
+    rate = result.bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    size = result.size if result.size is not None else result.bytes
+    resumed = ""
+    if result.size is not None and result.bytes < result.size:
+        resumed = f", resumed: {format_bytes(result.bytes)} fetched"
+    checked = f", {result.checksum.split(':')[0]} ok" if result.checksum else ""
+    return (
+        f"downloaded {result.path} ({format_bytes(size)} in {result.elapsed_s:.1f}s, "
+        f"{format_bytes(rate)}/s{resumed}{checked})"
+    )
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+class LogProgress:
+    """One line per finished file, for logs and pipes where bars would garble."""
+
+    def __init__(self, stream: TextIO, *, errors_only: bool = False) -> None:
+        self.stream = stream
+        self.errors_only = errors_only
+
+    def run_started(self, files: int, total_bytes: int | None) -> None:
+        pass
+
+    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
+        pass
+
+    def file_advanced(self, key: int, n: int) -> None:
+        pass
+
+    def file_finished(self, key: int, result: Result) -> None:
+        if self.errors_only and result.status != "failed":
+            return
+        self.stream.write(describe(result) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _InFlight:
+    name: str
+    total: int | None
+    done: int
+    began: float
+    bar: tqdm[None] | None = None
+    slot: int = -1
+
+
+class TqdmProgress:
+    """Bars for files in flight (reused slots, at most ``jobs``) over one overall bar.
+
+    Files that finish within ``BAR_DELAY`` never get a bar of their own, so
+    thousands of small files do not flood the terminal.
+    """
+
+    def __init__(self, stream: TextIO, *, jobs: int) -> None:
+        self.stream = stream
+        self.jobs = jobs
+        self._files: dict[int, _InFlight] = {}
+        self._free_slots: list[int] = []
+        self._overall: tqdm[None] | None = None
+        self._file_count = 0
+        self._finished = 0
+        self._failed = 0
+        self._known_total: int | None = None
+
+    def run_started(self, files: int, total_bytes: int | None) -> None:
+        self._file_count = files
+        self._known_total = total_bytes
+        slots = max(1, min(self.jobs, files))
+        self._free_slots = list(range(slots - 1, -1, -1))
+        self._overall = tqdm(
+            total=total_bytes,
+            position=slots,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            dynamic_ncols=True,
+            file=self.stream,
+            mininterval=0.2,
+            leave=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            "[{elapsed}<{remaining}, {rate_fmt}]",
+        )
+        self._update_desc()
+
+    def _update_desc(self) -> None:
+        if self._overall is None:
+            return
+        failed = f", {self._failed} failed" if self._failed else ""
+        self._overall.set_description_str(
+            f"total {self._finished}/{self._file_count} files{failed}", refresh=False
+        )
+
+    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
+        old = self._files.get(key)
+        if old is not None:
+            if self._overall is not None and self._known_total is None:
+                self._grow_total(-(old.total or 0))
+            self._overall_back(old.done)
+            self._drop_bar(old)
+        self._files[key] = _InFlight(name, total, done, time.monotonic())
+        if self._known_total is None:
+            self._grow_total(total or 0)
+        if self._overall is not None and done:
+            self._overall.update(done)
+
+    def _grow_total(self, n: int) -> None:
+        if self._overall is not None and n:
+            self._overall.total = (self._overall.total or 0) + n
+            self._overall.refresh()
+
+    def _overall_back(self, n: int) -> None:
+        if self._overall is not None and n:
+            self._overall.n = max(0, self._overall.n - n)
+            self._overall.refresh()
+
+    def file_advanced(self, key: int, n: int) -> None:
+        info = self._files.get(key)
+        if info is None:
+            return
+        info.done += n
+        if self._overall is not None:
+            self._overall.update(n)
+        if info.bar is not None:
+            info.bar.update(n)
+        elif self._free_slots and time.monotonic() - info.began > BAR_DELAY:
+            info.slot = self._free_slots.pop()
+            label = info.name if len(info.name) <= 30 else "…" + info.name[-29:]
+            info.bar = tqdm(
+                total=info.total,
+                initial=info.done,
+                desc=label,
+                position=info.slot,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                dynamic_ncols=True,
+                file=self.stream,
+                mininterval=0.2,
+                leave=False,
+            )
+
+    def _drop_bar(self, info: _InFlight) -> None:
+        if info.bar is not None:
+            info.bar.close()
+            info.bar = None
+            self._free_slots.append(info.slot)
+
+    def file_finished(self, key: int, result: Result) -> None:
+        info = self._files.pop(key, None)
+        if info is not None:
+            self._drop_bar(info)
+        self._finished += 1
+        if result.status == "failed":
+            self._failed += 1
+            tqdm.write(describe(result), file=self.stream)
+            if info is not None:
+                self._overall_back(info.done)
+        elif result.status == "skipped" and self._known_total is not None:
+            self._grow_total(-(result.size or 0))
+        self._update_desc()
+        if self._overall is not None:
+            self._overall.refresh()
+
+    def close(self) -> None:
+        for info in self._files.values():
+            self._drop_bar(info)
+        self._files.clear()
+        if self._overall is not None:
+            self._update_desc()
+            self._overall.close()
+            self._overall = None

@@ -1,0 +1,258 @@
+"""A real Range-capable HTTP file server that misbehaves on request (tests, demo).
+
+``FileServer`` serves in-memory files over aiohttp on 127.0.0.1 with strong ETags,
+Last-Modified, single byte ranges and ``If-Range``, and injects the faults real
+servers and CDNs produce: dropped connections, 5xx/429 bursts with ``Retry-After``,
+ignored ``Range``, content that changes between requests, truncated bodies,
+stalls, per-connection throttling and lies about ``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from aiohttp import web
+
+__all__ = ["Faults", "FileServer", "RequestRecord", "make_bytes"]
+
+_WRITE_BLOCK = 64 * 1024
+
+
+def make_bytes(size: int, seed: int | str = 0) -> bytes:
+    """Deterministic pseudo-random bytes, the same for the same size and seed."""
+    return random.Random(seed).randbytes(size)
+
+
+@dataclass
+class Faults:
+    """How one file misbehaves. Counters count down as requests use them up."""
+
+    fail_status: int = 503  # answered to the first ``fail_times`` requests
+    fail_times: int = 0
+    retry_after: str | None = None  # Retry-After sent with those failures
+    drop_after: int | None = None  # close the connection after N body bytes...
+    drop_times: int = 1  # ...on this many requests
+    stall_after: int | None = None  # stop sending after N body bytes...
+    stall_times: int = 1  # ...on this many requests...
+    stall_seconds: float = 30.0  # ...for this long
+    ignore_range: bool = False  # answer 200 + whole body to every Range request
+    ignore_if_range: bool = False  # honour Range even when If-Range does not match
+    wrong_range_start: int | None = None  # answer 206 starting at this byte instead
+    rate: float | None = None  # bytes per second, per connection
+    no_validators: bool = False  # send neither ETag nor Last-Modified
+    no_length: bool = False  # chunked encoding, no Content-Length
+    lie_length: int | None = None  # announce this Content-Length on 200 answers
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What the server saw: for asserting on Range / If-Range and counting bytes."""
+
+    method: str
+    name: str
+    headers: Mapping[str, str]
+    status: int
+    sent: int  # body bytes written
+
+
+@dataclass
+class _File:
+    data: bytes
+    etag: str
+    mtime: float
+
+
+@dataclass
+class FileServer:
+    """Serves ``files`` at ``/<name>``; ``faults[name]`` says how each misbehaves.
+
+    Use ``app()`` with pytest-aiohttp's ``aiohttp_server``, or ``await start()``
+    to listen on 127.0.0.1 by itself.
+    """
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    faults: dict[str, Faults] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)  # name -> Location
+    log: list[RequestRecord] = field(default_factory=list)
+    base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _state: dict[str, _File] = field(default_factory=dict, repr=False)
+    _runner: web.AppRunner | None = None
+
+    def __post_init__(self) -> None:
+        for name, data in list(self.files.items()):
+            self.set_file(name, data)
+
+    def set_file(self, name: str, data: bytes) -> None:
+        """Add or change a file; a change gets a new ETag and Last-Modified."""
+        self.files[name] = data
+        old = self._state.get(name)
+        mtime = time.time() if old is None else max(time.time(), old.mtime + 1)
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        self._state[name] = _File(data, etag, mtime)
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    def bytes_sent(self, name: str | None = None) -> int:
+        return sum(r.sent for r in self.log if name is None or r.name == name)
+
+    def requests_for(self, name: str) -> list[RequestRecord]:
+        return [r for r in self.log if r.name == name]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("GET", "/{name:.+}", self._handle)
+        app.router.add_route("HEAD", "/{name:.+}", self._handle)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen without a test fixture; returns the base URL."""
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.5)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        bound = sockets[0].getsockname()[1]
+        self.base_url = f"http://{host}:{bound}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.base_url:
+            self.base_url = f"{request.scheme}://{request.host}"
+        name = request.match_info["name"]
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        response: web.StreamResponse | None = None
+        sent = 0
+        try:
+            response, sent = await self._answer(request, name)
+        finally:
+            self.in_flight -= 1
+            status = response.status if response is not None else 500
+            self.log.append(
+                RequestRecord(request.method, name, dict(request.headers), status, sent)
+            )
+        return response
+
+    async def _answer(
+        self, request: web.Request, name: str
+    ) -> tuple[web.StreamResponse, int]:
+        if name in self.redirects:
+            return web.Response(
+                status=302, headers={"Location": self.redirects[name]}
+            ), 0
+        state = self._state.get(name)
+        if state is None:
+            return web.Response(status=404, text="not found"), 0
+        faults = self.faults.setdefault(name, Faults())
+        if faults.fail_times > 0:
+            faults.fail_times -= 1
+            headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
+            return web.Response(status=faults.fail_status, headers=headers), 0
+
+        data = state.data
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        if not faults.no_validators:
+            headers["ETag"] = state.etag
+            headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
+        start, end = _wanted_range(request, state, faults, len(data))
+        status = 200
+        if start is not None and end is not None:
+            if start >= len(data):
+                headers["Content-Range"] = f"bytes */{len(data)}"
+                return web.Response(status=416, headers=headers), 0
+            if faults.wrong_range_start is not None:
+                start = faults.wrong_range_start
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            body = data[start : end + 1]
+        else:
+            body = data
+        response = web.StreamResponse(status=status, headers=headers)
+        if faults.no_length:
+            response.enable_chunked_encoding()
+        else:
+            length = len(body)
+            if status == 200 and faults.lie_length is not None:
+                length = faults.lie_length
+            response.content_length = length
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response, 0
+        return response, await self._send(request, response, body, faults)
+
+    async def _send(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        body: bytes,
+        faults: Faults,
+    ) -> int:
+        limit = len(body)
+        drop = faults.drop_after is not None and faults.drop_times > 0
+        if drop:
+            faults.drop_times -= 1
+            limit = min(limit, faults.drop_after or 0)
+        stall = faults.stall_after is not None and faults.stall_times > 0
+        if stall:
+            faults.stall_times -= 1
+        sent = 0
+        began = time.monotonic()
+        while sent < limit:
+            if stall and sent >= (faults.stall_after or 0):
+                await asyncio.sleep(faults.stall_seconds)
+                stall = False
+            block = body[sent : min(limit, sent + _WRITE_BLOCK)]
+            if stall:
+                block = block[: max(1, (faults.stall_after or 0) - sent)]
+            await response.write(block)
+            sent += len(block)
+            if faults.rate:
+                ahead = sent / faults.rate - (time.monotonic() - began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        if drop or sent < len(body):
+            if request.transport is not None:
+                request.transport.close()
+            return sent
+        await response.write_eof()
+        return sent
+
+
+def _wanted_range(
+    request: web.Request, state: _File, faults: Faults, size: int
+) -> tuple[int | None, int | None]:
+    """The single byte range to answer, or (None, None) for the whole body."""
+    header = request.headers.get("Range", "")
+    if not header.startswith("bytes=") or faults.ignore_range or "," in header:
+        return None, None
+    if_range = request.headers.get("If-Range")
+    if if_range and not faults.ignore_if_range:
+        valid = {state.etag, formatdate(state.mtime, usegmt=True)}
+        if faults.no_validators or if_range not in valid:
+            return None, None
+    first, _, last = header[len("bytes=") :].partition("-")
+    try:
+        if not first:  # suffix range: the last N bytes
+            n = int(last)
+            return max(0, size - n), size - 1
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None, None
+    if end < start and start < size:
+        return None, None
+    return start, end
