@@ -380,8 +380,11 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         loop = asyncio.get_running_loop()
         began = loop.time()
         try:
-            async with Downloader(args.dest, **options) as dl:
-                async for result in dl.stream(sources):
+            async with (
+                Downloader(args.dest, **options) as dl,
+                contextlib.aclosing(dl.stream(sources)) as results,
+            ):
+                async for result in results:
                     summary.add(result)
                     if (
                         result.status == "failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -22,6 +23,7 @@ from ._exceptions import (
     StorageError,
     TransferError,
 )
+from ._integrity import hash_file
 from ._models import Entry, Report, Result
 from ._policy import (
     backoff_delay,
@@ -161,8 +163,9 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        async for result in self.stream(entries, fmt=fmt):
-            report.add(result)
+        async with contextlib.aclosing(self.stream(entries, fmt=fmt)) as results:
+            async for result in results:
+                report.add(result)
         report.summary.seconds = time.monotonic() - began
         if self.raise_on_failure and not report.ok:
             raise DownloadFailed(report)
@@ -175,6 +178,8 @@ class Downloader:
 
         The whole input is checked first (ManifestError before any transfer);
         then at most a few entries per worker are held in memory at a time.
+        A consumer that may stop early should wrap this in
+        ``contextlib.aclosing`` so the workers stop at once.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
@@ -356,7 +361,7 @@ class Downloader:
                     hasher = entry.checksum.hasher()
                     if offset:
                         hasher = await asyncio.to_thread(
-                            storage.hash_file, paths.part, entry.checksum, offset
+                            hash_file, paths.part, entry.checksum, limit=offset
                         )
                 self.progress.file_started(key, entry.path, total, offset)
                 async with storage.PartWriter(paths.part, offset) as writer:
@@ -387,7 +392,7 @@ class Downloader:
         checksum = entry.checksum
         if checksum is not None and digest is None:
             digest = (
-                await asyncio.to_thread(storage.hash_file, paths.part, checksum)
+                await asyncio.to_thread(hash_file, paths.part, checksum)
             ).hexdigest()
         if entry.size is not None and size != entry.size:
             await asyncio.to_thread(storage.discard, paths)

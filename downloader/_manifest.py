@@ -474,7 +474,7 @@ def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
 
 def _url_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
     for number, text in enumerate(lines, 1):
-        parts = text.split(maxsplit=1)
+        parts = text.strip().split(maxsplit=1)
         if parts and not parts[0].startswith("#"):
             yield number, dict(zip(("url", "path"), parts, strict=False))
 

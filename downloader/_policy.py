@@ -123,7 +123,7 @@ def parse_retry_after(
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), RETRY_AFTER_CAP)
     try:
         when = parsedate_to_datetime(value)
@@ -143,7 +143,8 @@ def backoff_delay(
 ) -> float:
     """Exponential backoff with full jitter, never shorter than ``Retry-After``."""
     rng = rng or random.Random()
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(failures - 1, 0))
+    doublings = min(max(failures - 1, 0), 32)  # 2**32 * base is past any cap
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**doublings)
     delay = rng.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -115,9 +115,9 @@ class FileServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen without a test fixture; returns the base URL."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         bound = sockets[0].getsockname()[1]
@@ -136,32 +136,32 @@ class FileServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         response: web.StreamResponse | None = None
-        sent = 0
+        sent = [0]  # updated while sending, so a cancelled request still counts
         try:
-            response, sent = await self._answer(request, name)
+            response = await self._answer(request, name, sent)
         finally:
             self.in_flight -= 1
             status = response.status if response is not None else 500
             self.log.append(
-                RequestRecord(request.method, name, dict(request.headers), status, sent)
+                RequestRecord(
+                    request.method, name, dict(request.headers), status, sent[0]
+                )
             )
         return response
 
     async def _answer(
-        self, request: web.Request, name: str
-    ) -> tuple[web.StreamResponse, int]:
+        self, request: web.Request, name: str, sent: list[int]
+    ) -> web.StreamResponse:
         if name in self.redirects:
-            return web.Response(
-                status=302, headers={"Location": self.redirects[name]}
-            ), 0
+            return web.Response(status=302, headers={"Location": self.redirects[name]})
         state = self._state.get(name)
         if state is None:
-            return web.Response(status=404, text="not found"), 0
+            return web.Response(status=404, text="not found")
         faults = self.faults.setdefault(name, Faults())
         if faults.fail_times > 0:
             faults.fail_times -= 1
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
-            return web.Response(status=faults.fail_status, headers=headers), 0
+            return web.Response(status=faults.fail_status, headers=headers)
 
         data = state.data
         headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
@@ -173,7 +173,7 @@ class FileServer:
         if start is not None and end is not None:
             if start >= len(data):
                 headers["Content-Range"] = f"bytes */{len(data)}"
-                return web.Response(status=416, headers=headers), 0
+                return web.Response(status=416, headers=headers)
             if faults.wrong_range_start is not None:
                 start = faults.wrong_range_start
             status = 206
@@ -190,9 +190,9 @@ class FileServer:
                 length = faults.lie_length
             response.content_length = length
         await response.prepare(request)
-        if request.method == "HEAD":
-            return response, 0
-        return response, await self._send(request, response, body, faults)
+        if request.method != "HEAD":
+            await self._send(request, response, body, faults, sent)
+        return response
 
     async def _send(
         self,
@@ -200,7 +200,8 @@ class FileServer:
         response: web.StreamResponse,
         body: bytes,
         faults: Faults,
-    ) -> int:
+        sent_box: list[int],
+    ) -> None:
         limit = len(body)
         drop = faults.drop_after is not None and faults.drop_times > 0
         if drop:
@@ -218,8 +219,12 @@ class FileServer:
             block = body[sent : min(limit, sent + _WRITE_BLOCK)]
             if stall:
                 block = block[: max(1, (faults.stall_after or 0) - sent)]
-            await response.write(block)
+            try:
+                await response.write(block)
+            except ConnectionResetError:  # the client hung up: nothing to finish
+                return
             sent += len(block)
+            sent_box[0] = sent
             if faults.rate:
                 ahead = sent / faults.rate - (time.monotonic() - began)
                 if ahead > 0:
@@ -227,9 +232,8 @@ class FileServer:
         if drop or sent < len(body):
             if request.transport is not None:
                 request.transport.close()
-            return sent
+            return
         await response.write_eof()
-        return sent
 
 
 def _wanted_range(

@@ -1,0 +1,52 @@
+"""Fixtures: a real fault-injecting HTTP server on 127.0.0.1, and byte checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpServer
+
+from downloader.testing import FileServer, make_bytes
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return sha256(path.read_bytes())
+
+
+@pytest.fixture
+async def origin(aiohttp_server: AiohttpServer) -> FileServer:
+    """Serves ``origin.files``; misbehaves as ``origin.faults[name]`` says.
+
+    Starts with three files: small.bin (10 KB), blob.bin (300 KB), big.bin (3 MB).
+    """
+    server = FileServer(
+        files={
+            "small.bin": make_bytes(10_000, "small"),
+            "blob.bin": make_bytes(300_000, "blob"),
+            "big.bin": make_bytes(3_000_000, "big"),
+        }
+    )
+    test_server = await aiohttp_server(server.app())
+    server.base_url = str(test_server.make_url("")).rstrip("/")
+    return server
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path) -> Callable[..., Path]:
+    """Write entries (dicts) as a JSONL manifest and return its path."""
+
+    def write(entries: Iterable[dict[str, Any]], name: str = "m.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        return path
+
+    return write

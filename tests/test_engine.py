@@ -1,0 +1,285 @@
+"""The worker pool, retries, mirrors, redirects and the library API (SPEC 4-6)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import downloader
+from downloader import Checksum, Downloader, DownloadFailed, Entry, ManifestError
+from downloader.testing import Faults, FileServer, make_bytes
+
+from .conftest import file_sha256, sha256
+
+
+def gets(origin: FileServer, name: str):
+    return [r for r in origin.requests_for(name) if r.method == "GET"]
+
+
+async def test_many_files_with_few_workers(origin: FileServer, tmp_path: Path) -> None:
+    for i in range(40):
+        origin.set_file(f"many/{i}.bin", make_bytes(5_000 + i, i))
+    entries = [
+        {"url": origin.url(f"many/{i}.bin"), "path": f"out/{i}.bin"} for i in range(40)
+    ]
+    async with Downloader(tmp_path, jobs=3) as dl:
+        report = await dl.download(entries)
+
+    assert report.summary.counts["downloaded"] == 40
+    assert report.ok
+    for i in range(40):
+        data = origin.files[f"many/{i}.bin"]
+        assert file_sha256(tmp_path / f"out/{i}.bin") == sha256(data)
+    assert origin.max_in_flight <= 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+async def test_retryable_status_is_retried(
+    origin: FileServer, tmp_path: Path, status: int
+) -> None:
+    origin.faults["blob.bin"] = Faults(fail_status=status, fail_times=2)
+    async with Downloader(tmp_path, retries=2) as dl:
+        report = await dl.download([origin.url("blob.bin")])
+
+    result = report.results[0]
+    assert result.status == "downloaded"
+    assert result.attempts == 3
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_429_retry_after_is_honoured(origin: FileServer, tmp_path: Path) -> None:
+    origin.faults["small.bin"] = Faults(fail_status=429, fail_times=1, retry_after="1")
+    began = time.monotonic()
+    async with Downloader(tmp_path) as dl:
+        report = await dl.download([origin.url("small.bin")])
+
+    assert report.results[0].status == "downloaded"
+    assert time.monotonic() - began >= 0.95  # waited as asked, not the 0.5 s backoff
+    first, second = gets(origin, "small.bin")
+    assert (first.status, second.status) == (429, 200)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+async def test_other_4xx_fails_without_retry(
+    origin: FileServer, tmp_path: Path, status: int
+) -> None:
+    origin.faults["small.bin"] = Faults(fail_status=status, fail_times=10)
+    async with Downloader(tmp_path, retries=3) as dl:
+        report = await dl.download([origin.url("small.bin")])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert result.error == f"server answered {status}"
+    assert len(gets(origin, "small.bin")) == 1
+    assert not (tmp_path / "small.bin").exists()
+
+
+async def test_retries_exhausted_fails_with_last_error(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["small.bin"] = Faults(fail_status=503, fail_times=100)
+    async with Downloader(tmp_path, retries=2) as dl:
+        report = await dl.download([origin.url("small.bin")])
+
+    assert report.results[0].status == "failed"
+    assert report.results[0].attempts == 3
+    assert len(gets(origin, "small.bin")) == 3
+
+
+async def test_stalled_body_times_out_and_resumes(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["blob.bin"] = Faults(
+        stall_after=100_000, stall_seconds=5, rate=2_000_000
+    )
+    async with Downloader(tmp_path, timeout=0.5) as dl:
+        report = await dl.download([origin.url("blob.bin")])
+
+    assert report.results[0].status == "downloaded"
+    assert gets(origin, "blob.bin")[1].headers["Range"] == "bytes=100000-"
+    assert origin.bytes_sent("blob.bin") == len(origin.files["blob.bin"])
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_mirror_used_when_url_fails(origin: FileServer, tmp_path: Path) -> None:
+    entry = Entry(
+        origin.url("missing.bin"), path="blob.bin", mirrors=(origin.url("blob.bin"),)
+    )
+    async with Downloader(tmp_path) as dl:
+        report = await dl.download([entry])
+
+    assert report.results[0].status == "downloaded"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_redirect_followed_and_credentials_kept_same_host(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.redirects["old.bin"] = "/blob.bin"
+    async with Downloader(tmp_path, headers={"Authorization": "Bearer t"}) as dl:
+        report = await dl.download([{"url": origin.url("old.bin"), "path": "b.bin"}])
+
+    assert report.results[0].status == "downloaded"
+    assert gets(origin, "blob.bin")[0].headers["Authorization"] == "Bearer t"
+    assert file_sha256(tmp_path / "b.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_credentials_dropped_on_redirect_to_other_host(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    # 127.0.0.1 and localhost are different origins, both loopback.
+    other = origin.url("blob.bin").replace("127.0.0.1", "localhost")
+    origin.redirects["away.bin"] = other
+    entry = {
+        "url": origin.url("away.bin"),
+        "path": "b.bin",
+        "headers": {"X-Api-Key": "secret"},
+    }
+    async with Downloader(tmp_path, headers={"Authorization": "Bearer t"}) as dl:
+        report = await dl.download([entry])
+
+    assert report.results[0].status == "downloaded"
+    assert gets(origin, "away.bin")[0].headers["Authorization"] == "Bearer t"
+    final = gets(origin, "blob.bin")[0].headers
+    assert "Authorization" not in final
+    assert "X-Api-Key" not in final
+
+
+async def test_redirect_to_other_scheme_fails(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.redirects["ftp.bin"] = "ftp://127.0.0.1/blob.bin"
+    async with Downloader(tmp_path) as dl:
+        report = await dl.download([{"url": origin.url("ftp.bin"), "path": "x.bin"}])
+
+    assert report.results[0].status == "failed"
+    assert "non-http(s)" in (report.results[0].error or "")
+
+
+async def test_stream_yields_each_result_as_it_finishes(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["big.bin"] = Faults(rate=3_000_000)  # about a second
+    async with Downloader(tmp_path, jobs=2) as dl:
+        order = [
+            r.path
+            async for r in dl.stream([origin.url("big.bin"), origin.url("small.bin")])
+        ]
+
+    assert order == ["small.bin", "big.bin"]
+
+
+async def test_limit_rate_caps_throughput(origin: FileServer, tmp_path: Path) -> None:
+    began = time.monotonic()
+    async with Downloader(tmp_path, limit_rate=1_000_000) as dl:
+        await dl.download([origin.url("big.bin")])
+    assert time.monotonic() - began >= 2.0  # 3 MB at 1 MB/s, minus the first bucket
+
+
+async def test_callers_session_is_used_and_left_open(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with Downloader(tmp_path, session=session) as dl:
+            report = await dl.download([origin.url("blob.bin")])
+        assert not session.closed
+    assert report.ok
+    assert gets(origin, "blob.bin")[0].headers["Accept-Encoding"] == "identity"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_raise_on_failure(origin: FileServer, tmp_path: Path) -> None:
+    async with Downloader(tmp_path, raise_on_failure=True) as dl:
+        with pytest.raises(DownloadFailed) as info:
+            await dl.download([origin.url("blob.bin"), origin.url("nope.bin")])
+    assert info.value.report.summary.counts["downloaded"] == 1
+    assert "nope.bin" in str(info.value)
+    assert isinstance(info.value, downloader.DownloadError)
+
+
+async def test_bad_entries_raise_before_any_request(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    entries = [
+        {"url": origin.url("blob.bin"), "path": "a.bin"},
+        {"url": origin.url("small.bin"), "path": "a.bin"},
+    ]
+    async with Downloader(tmp_path) as dl:
+        with pytest.raises(ManifestError, match=r"a\.bin"):
+            await dl.download(entries)
+    assert origin.log == []
+
+
+async def test_manifest_path_and_report_fields(
+    origin: FileServer, tmp_path: Path, write_manifest
+) -> None:
+    data = origin.files["blob.bin"]
+    manifest = write_manifest(
+        [
+            {"url": origin.url("blob.bin"), "path": "d/b.bin", "sha256": sha256(data)},
+            {"url": origin.url("nope.bin"), "path": "d/n.bin"},
+        ]
+    )
+    async with Downloader(tmp_path / "dest") as dl:
+        report = await dl.download(str(manifest))
+
+    by_path = {r.path: r.to_dict() for r in report.results}
+    ok, bad = by_path["d/b.bin"], by_path["d/n.bin"]
+    assert ok["status"] == "downloaded"
+    assert ok["bytes"] == ok["size"] == len(data)
+    assert ok["checksum"] == f"sha256:{sha256(data)}"
+    assert ok["attempts"] == 1
+    assert ok["error"] is None
+    assert bad["status"] == "failed"
+    assert bad["error"] == "server answered 404"
+    summary = report.to_dict()["summary"]
+    assert (summary["downloaded"], summary["failed"], summary["files"]) == (1, 1, 2)
+    assert summary["bytes"] == len(data)
+    assert file_sha256(tmp_path / "dest/d/b.bin") == sha256(data)
+
+
+def test_sync_download(origin_thread: tuple[FileServer, str], tmp_path: Path) -> None:
+    server, _ = origin_thread
+    report = downloader.download([server.url("blob.bin")], dest=tmp_path, jobs=2)
+    assert report.ok
+    assert file_sha256(tmp_path / "blob.bin") == sha256(server.files["blob.bin"])
+
+
+@pytest.fixture
+def origin_thread():
+    """A FileServer on its own loop in a thread, for the blocking API."""
+    import threading
+
+    server = FileServer(files={"blob.bin": make_bytes(200_000, "t")})
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield server, server.base_url
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+async def test_checksum_entry_object(origin: FileServer, tmp_path: Path) -> None:
+    data = origin.files["small.bin"]
+    entry = Entry(origin.url("small.bin"), checksum=Checksum.parse(f"md5:{'a' * 32}"))
+    async with Downloader(tmp_path, retries=0) as dl:
+        report = await dl.download([entry])
+    assert report.results[0].status == "failed"
+    assert "checksum mismatch" in (report.results[0].error or "")
+    assert not (tmp_path / "small.bin").exists()
+    assert len(data) == 10_000

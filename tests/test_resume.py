@@ -1,0 +1,274 @@
+"""Resume, restart and integrity rules of SPEC section 3, against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from downloader import Checksum, Downloader, Entry
+from downloader._storage import FilePaths, ResumeState, save_state
+from downloader.testing import Faults, FileServer, make_bytes
+
+from .conftest import file_sha256, sha256
+
+
+def leftovers(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.rglob("*.part*"))
+
+
+async def fetch(origin: FileServer, dest: Path, entry: Entry, **options: object):
+    options.setdefault("retries", 2)
+    options.setdefault("timeout", 5)
+    async with Downloader(dest, **options) as dl:  # type: ignore[arg-type]
+        report = await dl.download([entry])
+    return report.results[0]
+
+
+def gets(origin: FileServer, name: str):
+    return [r for r in origin.requests_for(name) if r.method == "GET"]
+
+
+async def test_resumes_after_drop_with_range_and_if_range(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    # Paced, so the client has written bytes before the drop (aiohttp drops what
+    # it still had buffered when the connection breaks).
+    origin.faults["big.bin"] = Faults(drop_after=1_000_000, rate=10_000_000)
+    result = await fetch(origin, tmp_path, Entry(origin.url("big.bin")))
+
+    assert result.status == "downloaded"
+    size = len(origin.files["big.bin"])
+    assert file_sha256(tmp_path / "big.bin") == sha256(origin.files["big.bin"])
+    first, second = gets(origin, "big.bin")
+    assert "Range" not in first.headers
+    assert first.headers["Accept-Encoding"] == "identity"
+    have = int(second.headers["Range"].removeprefix("bytes=").removesuffix("-"))
+    assert 0 < have <= 1_000_000
+    assert second.headers["If-Range"] == origin._state["big.bin"].etag
+    assert second.status == 206
+    assert origin.bytes_sent("big.bin") == size + (1_000_000 - have)
+    assert result.bytes == size
+    assert result.attempts == 2
+    assert leftovers(tmp_path) == []
+
+
+async def test_drop_with_progress_does_not_use_up_retries(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["big.bin"] = Faults(drop_after=400_000, drop_times=6, rate=20_000_000)
+    result = await fetch(origin, tmp_path, Entry(origin.url("big.bin")), retries=0)
+
+    assert result.status == "downloaded"
+    assert result.attempts == 7
+    assert file_sha256(tmp_path / "big.bin") == sha256(origin.files["big.bin"])
+
+
+async def test_resumes_part_left_by_earlier_run(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(data[:100_000])
+    save_state(
+        paths.state,
+        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
+    )
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert result.bytes == len(data) - 100_000
+    assert gets(origin, "blob.bin")[0].headers["Range"] == "bytes=100000-"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(data)
+
+
+async def test_changed_file_restarts_from_zero_not_spliced(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    old = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(old[:100_000])
+    save_state(
+        paths.state,
+        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(old)),
+    )
+    new = make_bytes(300_000, "changed")
+    origin.set_file("blob.bin", new)
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert (tmp_path / "blob.bin").read_bytes() == new
+    assert gets(origin, "blob.bin")[0].status == 200  # If-Range failed: whole body
+
+
+async def test_server_ignoring_range_gets_restart_not_append(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(data[:100_000])
+    save_state(
+        paths.state,
+        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
+    )
+    origin.faults["blob.bin"] = Faults(ignore_range=True)
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert result.bytes == len(data)
+    assert file_sha256(tmp_path / "blob.bin") == sha256(data)
+
+
+async def test_206_at_wrong_offset_is_never_written(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(data[:100_000])
+    save_state(
+        paths.state,
+        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
+    )
+    origin.faults["blob.bin"] = Faults(wrong_range_start=50_000)
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(data)
+    statuses = [r.status for r in gets(origin, "blob.bin")]
+    assert statuses == [206, 200]  # the bad 206 discarded, then a clean restart
+
+
+async def test_no_validator_and_no_checksum_restarts(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(b"x" * 100_000)  # garbage: must not be kept
+    save_state(paths.state, ResumeState(origin.url("blob.bin"), None, len(data)))
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert "Range" not in gets(origin, "blob.bin")[0].headers
+    assert (tmp_path / "blob.bin").read_bytes() == data
+
+
+async def test_no_validator_but_checksum_resumes_and_verifies(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    origin.faults["blob.bin"] = Faults(
+        no_validators=True, drop_after=120_000, rate=5_000_000
+    )
+    entry = Entry(origin.url("blob.bin"), checksum=Checksum("sha256", sha256(data)))
+    result = await fetch(origin, tmp_path, entry)
+
+    assert result.status == "downloaded"
+    assert result.checksum == f"sha256:{sha256(data)}"
+    second = gets(origin, "blob.bin")[1]
+    assert second.headers["Range"].startswith("bytes=")
+    assert second.headers["Range"] != "bytes=0-"
+    assert "If-Range" not in second.headers
+    assert second.status == 206
+    assert file_sha256(tmp_path / "blob.bin") == sha256(data)
+
+
+async def test_complete_part_killed_before_rename_is_published_without_request(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["blob.bin"]
+    paths = FilePaths.under(tmp_path, "blob.bin")
+    paths.part.write_bytes(data)
+    save_state(
+        paths.state,
+        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
+    )
+    entry = Entry(origin.url("blob.bin"), checksum=Checksum("sha256", sha256(data)))
+    result = await fetch(origin, tmp_path, entry)
+
+    assert result.status == "downloaded"
+    assert result.bytes == 0
+    assert gets(origin, "blob.bin") == []
+    assert (tmp_path / "blob.bin").read_bytes() == data
+
+
+async def test_part_longer_than_file_restarts(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    data = origin.files["small.bin"]
+    paths = FilePaths.under(tmp_path, "small.bin")
+    paths.part.write_bytes(data + b"extra" * 1000)
+    save_state(
+        paths.state,
+        ResumeState(origin.url("small.bin"), origin._state["small.bin"].etag, None),
+    )
+    result = await fetch(origin, tmp_path, Entry(origin.url("small.bin")))
+
+    assert result.status == "downloaded"
+    assert [r.status for r in gets(origin, "small.bin")] == [416, 200]
+    assert (tmp_path / "small.bin").read_bytes() == data
+
+
+async def test_checksum_mismatch_discards_and_fails_after_retries(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    wrong = Checksum("sha256", "0" * 64)
+    entry = Entry(origin.url("small.bin"), checksum=wrong)
+    result = await fetch(origin, tmp_path, entry, retries=1)
+
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.startswith(
+        f"checksum mismatch: expected sha256:{'0' * 64} got "
+    )
+    assert sha256(origin.files["small.bin"]) in result.error
+    assert len(gets(origin, "small.bin")) == 2
+    assert not (tmp_path / "small.bin").exists()
+    assert leftovers(tmp_path) == []
+
+
+async def test_size_mismatch_announced_fails_without_writing(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    entry = Entry(origin.url("small.bin"), size=999)
+    result = await fetch(origin, tmp_path, entry)
+
+    assert result.status == "failed"
+    assert "999" in (result.error or "")
+    assert not (tmp_path / "small.bin").exists()
+
+
+@pytest.mark.parametrize(
+    ("on_disk", "expect_request"),
+    [("same", False), ("truncated", True), ("corrupt", True)],
+)
+async def test_existing_final_file_skipped_only_when_it_matches(
+    origin: FileServer, tmp_path: Path, on_disk: str, expect_request: bool
+) -> None:
+    data = origin.files["blob.bin"]
+    content = {
+        "same": data,
+        "truncated": data[:1000],
+        "corrupt": b"\0" + data[1:],
+    }[on_disk]
+    (tmp_path / "blob.bin").write_bytes(content)
+    entry = Entry(origin.url("blob.bin"), checksum=Checksum("sha256", sha256(data)))
+    result = await fetch(origin, tmp_path, entry)
+
+    assert (tmp_path / "blob.bin").read_bytes() == data
+    assert bool(gets(origin, "blob.bin")) is expect_request
+    assert result.status == ("downloaded" if expect_request else "skipped")
+
+
+async def test_existing_file_without_size_or_checksum_counts_unless_overwrite(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    (tmp_path / "blob.bin").write_bytes(b"old")
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+    assert result.status == "skipped"
+    assert (tmp_path / "blob.bin").read_bytes() == b"old"
+
+    result = await fetch(
+        origin, tmp_path, Entry(origin.url("blob.bin")), overwrite=True
+    )
+    assert result.status == "downloaded"
+    assert (tmp_path / "blob.bin").read_bytes() == origin.files["blob.bin"]
