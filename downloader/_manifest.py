@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -184,6 +185,15 @@ def iter_manifest(
             yield line, _to_entry(item, None, source, line)
 
 
+@dataclass(frozen=True, slots=True)
+class ManifestStats:
+    """What checking the manifests found: how many entries, how many bytes."""
+
+    count: int
+    known_bytes: int  # sum of the sizes the entries declare
+    all_sized: bool  # every entry declares a size, so known_bytes is the total
+
+
 def check_manifests(
     paths: Sequence[StrPath],
     *,
@@ -192,27 +202,41 @@ def check_manifests(
 ) -> int:
     """Check manifests whole: every entry parses and no output path repeats.
 
-    Memory stays at a 64-bit digest per entry; only when two digests match is
-    a second pass made, keeping the paths behind those digests to confirm.
-
-    Returns
-    -------
-    int
-        The number of entries in all the manifests.
+    Returns the number of entries; see ``check_manifests_stats``.
 
     Raises
     ------
     ManifestError
         The first bad entry, or the later of two entries sharing a path.
     """
+    return check_manifests_stats(paths, fmt=fmt, _digest=_digest).count
+
+
+def check_manifests_stats(
+    paths: Sequence[StrPath],
+    *,
+    fmt: str | None = None,
+    _digest: Callable[[str], int] | None = None,
+) -> ManifestStats:
+    """Like ``check_manifests``, also summing declared sizes for progress and ETA.
+
+    Memory stays at a 64-bit digest per entry; only when two digests match is
+    a second pass made, keeping the paths behind those digests to confirm.
+    """
     paths = list(paths)
+    sizes = [0, 0]  # bytes declared, entries without a size (first pass only)
 
     def rows() -> Iterator[tuple[str, int, str]]:
         for path in paths:
             for line, entry in iter_manifest(path, fmt=fmt):
+                if entry.size is None:
+                    sizes[1] += 1
+                else:
+                    sizes[0] += entry.size
                 yield os.fspath(path), line, entry.path
 
-    return _check_unique(rows, _digest or _path_digest)
+    count = _check_unique(rows, _digest or _path_digest)
+    return ManifestStats(count, sizes[0], sizes[1] == 0)
 
 
 def check_entries(entries: Iterable[Entry]) -> None:

@@ -217,8 +217,8 @@ class TqdmProgress:
             tqdm.write(describe(result), file=self.stream)
             if info is not None:
                 self._overall_back(info.done)
-        elif result.status == "skipped" and self._known_total is not None:
-            self._grow_total(-(result.size or 0))
+        if result.status != "downloaded" and self._known_total is not None:
+            self._grow_total(-(result.entry.size or 0))  # never transferred
         self._update_desc()
         if self._overall is not None:
             self._overall.refresh()
@@ -229,5 +229,6 @@ class TqdmProgress:
         self._files.clear()
         if self._overall is not None:
             self._update_desc()
+            self._overall.clear()  # its live line sits below; the final one prints here
             self._overall.close()
             self._overall = None

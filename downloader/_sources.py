@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from ._exceptions import ManifestError
-from ._manifest import check_entries, check_manifests, coerce_entries, iter_manifest
+from ._manifest import (
+    check_entries,
+    check_manifests_stats,
+    coerce_entries,
+    iter_manifest,
+)
 from ._models import Entry
 
 EntriesLike: TypeAlias = (
@@ -56,17 +61,14 @@ class Sources:
         ManifestError
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
-        count = check_manifests(list(self.manifests), fmt=self.fmt)
+        stats = check_manifests_stats(list(self.manifests), fmt=self.fmt)
         check_entries(self.entries)
-        known = [e.size for e in self.entries]
-        total = (
-            sum(s for s in known if s is not None)
-            if not self.manifests and None not in known
-            else None
-        )
+        sizes = [e.size for e in self.entries]
+        all_sized = stats.all_sized and None not in sizes
+        total = stats.known_bytes + sum(s or 0 for s in sizes) if all_sized else None
         if self.manifests and self.entries:
             _check_across(self)
-        return count + len(self.entries), total
+        return stats.count + len(self.entries), total
 
     def __iter__(self) -> Iterator[Entry]:
         for manifest in self.manifests:

@@ -50,15 +50,15 @@ class Faults:
     lie_length: int | None = None  # announce this Content-Length on 200 answers
 
 
-@dataclass(frozen=True)
+@dataclass
 class RequestRecord:
-    """What the server saw: for asserting on Range / If-Range and counting bytes."""
+    """What the server saw, logged on arrival and updated while it answers."""
 
     method: str
     name: str
     headers: Mapping[str, str]
-    status: int
-    sent: int  # body bytes written
+    status: int = 0  # 0 until the status is chosen
+    sent: int = 0  # body bytes written so far
 
 
 @dataclass
@@ -135,22 +135,17 @@ class FileServer:
         name = request.match_info["name"]
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        response: web.StreamResponse | None = None
-        sent = [0]  # updated while sending, so a cancelled request still counts
+        record = RequestRecord(request.method, name, dict(request.headers))
+        self.log.append(record)
         try:
-            response = await self._answer(request, name, sent)
+            response = await self._answer(request, name, record)
+            record.status = response.status
+            return response
         finally:
             self.in_flight -= 1
-            status = response.status if response is not None else 500
-            self.log.append(
-                RequestRecord(
-                    request.method, name, dict(request.headers), status, sent[0]
-                )
-            )
-        return response
 
     async def _answer(
-        self, request: web.Request, name: str, sent: list[int]
+        self, request: web.Request, name: str, record: RequestRecord
     ) -> web.StreamResponse:
         if name in self.redirects:
             return web.Response(status=302, headers={"Location": self.redirects[name]})
@@ -189,9 +184,10 @@ class FileServer:
             if status == 200 and faults.lie_length is not None:
                 length = faults.lie_length
             response.content_length = length
+        record.status = status
         await response.prepare(request)
         if request.method != "HEAD":
-            await self._send(request, response, body, faults, sent)
+            await self._send(request, response, body, faults, record)
         return response
 
     async def _send(
@@ -200,7 +196,7 @@ class FileServer:
         response: web.StreamResponse,
         body: bytes,
         faults: Faults,
-        sent_box: list[int],
+        record: RequestRecord,
     ) -> None:
         limit = len(body)
         drop = faults.drop_after is not None and faults.drop_times > 0
@@ -224,7 +220,7 @@ class FileServer:
             except ConnectionResetError:  # the client hung up: nothing to finish
                 return
             sent += len(block)
-            sent_box[0] = sent
+            record.sent = sent
             if faults.rate:
                 ahead = sent / faults.rate - (time.monotonic() - began)
                 if ahead > 0:
