@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from ._engine import Downloader
 from ._exceptions import ManifestError
 from ._local import Verdict, bounded_map, inspect
-from ._manifest import FORMATS, spool_stdin
+from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
 from ._sources import Sources, looks_like_url
@@ -309,9 +309,14 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
             if not looks_like_url(url):
                 msg = f"{url!r} is not a URL; to read a manifest use -i {url}"
                 raise _Usage(msg)
-        entries = Sources.of(urls).entries if urls else ()
+        resolved = [m.resolve() for m in manifests]
+        for i, path in enumerate(resolved):
+            if path in resolved[:i]:
+                msg = f"manifest {manifests[i]} is given twice"
+                raise _Usage(msg)
+        entries = tuple(coerce_entries(urls, source="command line URL")) if urls else ()
         fmt = args.format or (_sniff(spooled) if spooled else None)
-        yield Sources(tuple(manifests), entries, fmt)
+        yield Sources(tuple(manifests), entries, fmt, label="command line URL")
     finally:
         if spooled is not None:
             with contextlib.suppress(OSError):
@@ -495,8 +500,8 @@ class _ReportWriter:
 
 def _run_local(args: argparse.Namespace, sources: Sources) -> int:
     """``plan`` and ``verify``: read the disk, never the network."""
-    sources.check()
     dest = Path(args.dest)
+    sources.check(dest)
     verdicts = bounded_map(lambda e: inspect(dest, e), sources, workers=args.jobs)
     if args.command == "plan":
         return _print_plan(verdicts)

@@ -182,7 +182,7 @@ class Downloader:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
         sources = Sources.of(entries, fmt=fmt)
-        count, total_bytes = await asyncio.to_thread(sources.check)
+        count, total_bytes = await asyncio.to_thread(sources.check, self.dest)
         self.dest.mkdir(parents=True, exist_ok=True)
         self.progress.run_started(count, total_bytes)
         try:
@@ -242,6 +242,9 @@ class Downloader:
         began = time.monotonic()
         try:
             paths = FilePaths.under(self.dest, entry.path)
+            if paths.final.is_dir():
+                msg = f"{paths.final} is a directory; move it out of the way"
+                raise StorageError(msg)
             if not self.overwrite and paths.final.exists():
                 complete = await asyncio.to_thread(
                     storage.matches, paths.final, entry.size, entry.checksum

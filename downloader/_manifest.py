@@ -216,10 +216,13 @@ def check_manifests_stats(
     paths: Sequence[StrPath],
     *,
     fmt: str | None = None,
+    check_entry: Callable[[Entry], None] | None = None,
     _digest: Callable[[str], int] | None = None,
 ) -> ManifestStats:
     """Like ``check_manifests``, also summing declared sizes for progress and ETA.
 
+    ``check_entry`` may raise ``ValueError(reason)`` to reject an entry (for
+    example one whose path leads out of the destination through a symlink).
     Memory stays at a 64-bit digest per entry; only when two digests match is
     a second pass made, keeping the paths behind those digests to confirm.
     """
@@ -233,13 +236,25 @@ def check_manifests_stats(
                     sizes[1] += 1
                 else:
                     sizes[0] += entry.size
+                if check_entry is not None:
+                    try:
+                        check_entry(entry)
+                    except ValueError as exc:
+                        raise ManifestError(
+                            str(exc), source=os.fspath(path), line=line
+                        ) from None
                 yield os.fspath(path), line, entry.path
 
     count = _check_unique(rows, _digest or _path_digest)
     return ManifestStats(count, sizes[0], sizes[1] == 0)
 
 
-def check_entries(entries: Iterable[Entry]) -> None:
+def check_entries(
+    entries: Iterable[Entry],
+    *,
+    source: str = _ENTRIES,
+    check_entry: Callable[[Entry], None] | None = None,
+) -> None:
     """Check entries given in code the way :func:`check_manifests` does.
 
     ``entries`` must be re-iterable (a list, a tuple): it may be read twice.
@@ -258,14 +273,19 @@ def check_entries(entries: Iterable[Entry]) -> None:
     def rows() -> Iterator[tuple[str, int, str]]:
         for index, entry in enumerate(entries, 1):
             try:
-                yield _ENTRIES, index, check_path(entry.path)
+                path = check_path(entry.path)
+                if check_entry is not None:
+                    check_entry(entry)
             except ValueError as exc:
-                raise ManifestError(str(exc), source=_ENTRIES, line=index) from None
+                raise ManifestError(str(exc), source=source, line=index) from None
+            yield source, index, path
 
     _check_unique(rows, _path_digest)
 
 
-def coerce_entries(items: Iterable[str | Mapping[str, Any] | Entry]) -> Iterator[Entry]:
+def coerce_entries(
+    items: Iterable[str | Mapping[str, Any] | Entry], *, source: str = "<entries>"
+) -> Iterator[Entry]:
     """Turn URL strings, field mappings and entries into checked entries.
 
     Raises
@@ -283,7 +303,7 @@ def coerce_entries(items: Iterable[str | Mapping[str, Any] | Entry]) -> Iterator
                 "checksum": None if item.checksum is None else str(item.checksum),
                 "headers": item.headers,
             }
-        yield _to_entry(item, None, _ENTRIES, index)
+        yield _to_entry(item, None, source, index)
 
 
 def spool_stdin(stream: IO[bytes], *, suffix: str) -> Path:

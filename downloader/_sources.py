@@ -16,6 +16,7 @@ from ._manifest import (
     iter_manifest,
 )
 from ._models import Entry
+from ._storage import InsideCheck
 
 EntriesLike: TypeAlias = (
     "str | os.PathLike[str] | Iterable[str | Mapping[str, Any] | Entry] | Sources"
@@ -33,6 +34,7 @@ class Sources:
     manifests: tuple[Path, ...] = ()
     entries: tuple[Entry, ...] = ()
     fmt: str | None = None
+    label: str = "<entries>"  # how errors name the entries given directly
 
     @classmethod
     def of(cls, given: EntriesLike, *, fmt: str | None = None) -> Sources:
@@ -53,16 +55,26 @@ class Sources:
             given = [given]
         return cls(entries=tuple(coerce_entries(given)), fmt=fmt)
 
-    def check(self) -> tuple[int, int | None]:
+    def check(self, dest: Path | None = None) -> tuple[int, int | None]:
         """Validate everything; returns (entry count, total bytes if all sizes known).
+
+        With ``dest``, also refuse paths that would land outside it via symlinks.
 
         Raises
         ------
         ManifestError
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
-        stats = check_manifests_stats(list(self.manifests), fmt=self.fmt)
-        check_entries(self.entries)
+        inside = InsideCheck(dest) if dest is not None else None
+
+        def check_entry(entry: Entry) -> None:
+            if inside is not None:
+                inside(entry.path)
+
+        stats = check_manifests_stats(
+            list(self.manifests), fmt=self.fmt, check_entry=check_entry
+        )
+        check_entries(self.entries, source=self.label, check_entry=check_entry)
         sizes = [e.size for e in self.entries]
         all_sized = stats.all_sized and None not in sizes
         total = stats.known_bytes + sum(s or 0 for s in sizes) if all_sized else None

@@ -43,6 +43,32 @@ class FilePaths:
         return cls(final, part, part.with_name(part.name + ".state"))
 
 
+class InsideCheck:
+    """Rejects paths that would land outside ``dest`` through a symlink.
+
+    Remembers the folders it has seen (up to ``limit``), so millions of entries
+    in a few folders cost a few ``resolve`` calls.
+    """
+
+    def __init__(self, dest: Path, limit: int = 100_000) -> None:
+        self.root = dest.resolve()
+        self.dest = dest
+        self.limit = limit
+        self._ok: set[str] = set()
+
+    def __call__(self, relative: str) -> None:
+        parent = relative.rpartition("/")[0]
+        if parent in self._ok:
+            return
+        resolved = (self.dest / parent).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            msg = f"path {relative!r} would land outside {self.dest} (via a symlink)"
+            raise ValueError(msg)
+        if len(self._ok) >= self.limit:
+            self._ok.clear()
+        self._ok.add(parent)
+
+
 @dataclass(frozen=True, slots=True)
 class ResumeState:
     """What we must remember to resume safely: who sent the bytes, in which version."""

@@ -117,11 +117,11 @@ def translated(url: str) -> Iterator[None]:
         err = TransferError(f"TLS failed for {url}: {exc}", url=url)
         err.retryable = False
         raise err from exc
+    except aiohttp.ClientConnectorError as exc:  # before ClientOSError, its base
+        msg = f"cannot connect to {url}: {exc.os_error.strerror or exc.os_error}"
+        raise ConnectionLost(msg, url=url) from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         msg = f"connection lost to {url}: {exc}"
-        raise ConnectionLost(msg, url=url) from exc
-    except aiohttp.ClientConnectorError as exc:
-        msg = f"cannot connect to {url}: {exc.os_error}"
         raise ConnectionLost(msg, url=url) from exc
     except aiohttp.InvalidURL as exc:
         err = TransferError(f"invalid URL {url}", url=url)

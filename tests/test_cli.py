@@ -864,12 +864,6 @@ async def test_symlink_out_of_dest_writes_nothing_outside(
     assert gets(origin, "blob.bin") == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: SPEC section 2 says a path that would land outside --dest stops "
-    "with exit 2 before any transfer; a symlink escape is only caught per file "
-    "at download time (exit 1, the other files already transferred)",
-    strict=True,
-)
 async def test_symlink_out_of_dest_is_a_manifest_error(
     origin: FileServer, tmp_path: Path
 ) -> None:
