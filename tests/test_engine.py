@@ -283,3 +283,30 @@ async def test_checksum_entry_object(origin: FileServer, tmp_path: Path) -> None
     assert "checksum mismatch" in (report.results[0].error or "")
     assert not (tmp_path / "small.bin").exists()
     assert len(data) == 10_000
+
+
+async def test_reader_never_runs_far_ahead_of_the_workers(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """A huge manifest is streamed: entries in memory stay bounded by the queue."""
+    jobs = 2
+    pulled = 0
+    finished = 0
+    worst = 0
+
+    def entries():
+        nonlocal pulled
+        for i in range(200):
+            pulled += 1
+            yield Entry(origin.url("small.bin"), path=f"copies/{i}.bin")
+
+    async with Downloader(tmp_path, jobs=jobs) as dl:
+        async for result in dl._run(entries()):
+            assert result.status == "downloaded"
+            finished += 1
+            worst = max(worst, pulled - finished)
+
+    assert finished == 200
+    # queue (2 x jobs) + one in each worker + one in the reader's hand + results queue
+    assert worst <= 2 * jobs + jobs + 1 + 2 * jobs
+    assert file_sha256(tmp_path / "copies/199.bin") == sha256(origin.files["small.bin"])
