@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -36,11 +38,20 @@ from ._policy import (
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._sources import EntriesLike, Sources
-from ._storage import FilePaths, ResumeState
-from ._transfer import Answer, make_session, make_ssl_context, open_stream
+from ._storage import FilePaths, InsideCheck, ResumeState
+from ._transfer import (
+    Answer,
+    Environment,
+    Stream,
+    make_session,
+    make_ssl_context,
+    open_stream,
+)
 from ._types import StrPath
 
 log = logging.getLogger(__name__)
+
+SMALL_FILE = 1024 * 1024  # bodies up to this size take one thread hop, no state
 
 MiB = 1024 * 1024
 
@@ -126,8 +137,11 @@ class Downloader:
         self._ssl = make_ssl_context(ca_bundle, insecure)
         self._session = session
         self._owns_session = session is None
+        self._inside = InsideCheck(self.dest)
+        self._env: Environment | None = None
 
     async def __aenter__(self) -> Downloader:
+        self._env = Environment()
         if self._session is None:
             self._session = make_session(
                 max_connections=self.max_connections,
@@ -241,19 +255,23 @@ class Downloader:
         """One entry from start to finish; never raises for a per-file failure."""
         began = time.monotonic()
         try:
-            paths = FilePaths.under(self.dest, entry.path)
-            if paths.final.is_dir():
+            paths = FilePaths.under(self.dest, entry.path, self._inside)
+            found = storage.stat_or_none(paths.final)
+            if found is not None and stat.S_ISDIR(found.st_mode):
                 msg = f"{paths.final} is a directory; move it out of the way"
                 raise StorageError(msg)
-            if not self.overwrite and paths.final.exists():
-                complete = await asyncio.to_thread(
-                    storage.matches, paths.final, entry.size, entry.checksum
+            if found is not None and not self.overwrite:
+                complete = (entry.size is None or found.st_size == entry.size) and (
+                    entry.checksum is None
+                    or await asyncio.to_thread(
+                        storage.matches, paths.final, entry.size, entry.checksum
+                    )
                 )
-                if complete is not False:
+                if complete:
                     return Result(
                         entry,
                         "skipped",
-                        size=paths.final.stat().st_size,
+                        size=found.st_size,
                         elapsed_s=time.monotonic() - began,
                         checksum=str(entry.checksum) if entry.checksum else None,
                     )
@@ -328,7 +346,8 @@ class Downloader:
     ) -> tuple[int, str | None]:
         """One GET into the part file; returns (size, verified checksum)."""
         assert self._session is not None
-        have = storage.part_size(paths.part)
+        on_disk = storage.part_size(paths.part)  # -1: no part, so no state either
+        have = max(on_disk, 0)
         state = storage.load_state(paths.state) if have else None
         if have and not can_resume(
             have,
@@ -343,7 +362,7 @@ class Downloader:
         validator = state.validator if (have and state) else None
         headers = {**self.headers, **entry.headers, **resume_headers(have, validator)}
         try:
-            async with open_stream(self._session, url, headers) as stream:
+            async with open_stream(self._session, url, headers, self._env) as stream:
                 answer = stream.answer
                 try:
                     offset = resume_offset(have, answer.status, answer.content_range)
@@ -354,6 +373,10 @@ class Downloader:
                     offset, answer.content_length, answer.content_range
                 )
                 self._check_announced(entry, total, url)
+                if offset == 0 and total is not None and total <= SMALL_FILE:
+                    return await self._fetch_small(
+                        key, entry, paths, stream, total, tally, had_part=on_disk >= 0
+                    )
                 if offset == 0:
                     await asyncio.to_thread(self._begin, paths, answer, total)
                 hasher = None
@@ -382,6 +405,62 @@ class Downloader:
             raise TransferError(msg, url=url)
         digest = hasher.hexdigest() if hasher is not None else None
         return await self._finish(entry, paths, size, digest, url)
+
+    async def _fetch_small(
+        self,
+        key: int,
+        entry: Entry,
+        paths: FilePaths,
+        stream: Stream,
+        total: int,
+        tally: _Tally,
+        *,
+        had_part: bool,
+    ) -> tuple[int, str | None]:
+        """A small body: gather it, then hash, write, fsync and rename in one hop.
+
+        If the body breaks off, what arrived is kept as an ordinary part file with
+        its state, so the next try resumes like any other file.
+        """
+        self.progress.file_started(key, entry.path, total, 0)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in stream.chunks():
+                if self._limiter is not None:
+                    await self._limiter.acquire(len(chunk))
+                chunks.append(chunk)
+                size += len(chunk)
+                tally.bytes += len(chunk)
+                self.progress.file_advanced(key, len(chunk))
+        except TransferError:
+            if chunks:
+                await asyncio.to_thread(
+                    self._keep_partial, paths, stream.answer, total, chunks
+                )
+            raise
+        url = stream.answer.url
+        if size != total:
+            msg = f"body ended at byte {size} of {total} from {url}"
+            raise TransferError(msg, url=url)
+        if entry.size is not None and size != entry.size:
+            msg_0 = "size"
+            raise IntegrityError(
+                msg_0, expected=str(entry.size), actual=str(size), url=url
+            )
+        checksum = entry.checksum
+        digest = await asyncio.to_thread(
+            partial(storage.publish_whole, had_part=had_part), paths, chunks, checksum
+        )
+        if checksum is not None and digest != checksum.hexdigest:
+            msg_0 = "checksum"
+            raise IntegrityError(
+                msg_0,
+                expected=str(checksum),
+                actual=f"{checksum.algorithm}:{digest}",
+                url=url,
+            )
+        return size, str(checksum) if checksum else None
 
     async def _finish(
         self, entry: Entry, paths: FilePaths, size: int, digest: str | None, url: str
@@ -420,6 +499,13 @@ class Downloader:
         storage.prepare_part(paths, 0)
         validator = pick_validator(answer.etag, answer.last_modified)
         storage.save_state(paths.state, ResumeState(answer.url, validator, total))
+
+    @staticmethod
+    def _keep_partial(
+        paths: FilePaths, answer: Answer, total: int, chunks: list[bytes]
+    ) -> None:
+        Downloader._begin(paths, answer, total)
+        storage.write_at(paths.part, chunks, 0)
 
     @staticmethod
     def _check_announced(entry: Entry, total: int | None, url: str) -> None:

@@ -47,7 +47,7 @@ def inspect(dest: Path, entry: Entry, *, overwrite: bool = False) -> Verdict:
         detail = "verified" if complete else "present (nothing to verify against)"
         return Verdict(entry, "complete", detail)
     have = storage.part_size(paths.part)
-    if not have:
+    if have <= 0:  # -1: no part file at all
         return Verdict(entry, "new")
     state = storage.load_state(paths.state)
     if can_resume(
