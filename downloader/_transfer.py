@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import netrc
 import os
@@ -68,11 +69,10 @@ class Environment:
             if scheme in ("http", "https")
         }
         self._netrc = _load_netrc()
-        self._cache: dict[tuple[str, str], tuple[str | None, aiohttp.BasicAuth | None]]
-        self._cache = {}
+        self._cache: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 
-    def lookup(self, url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
-        """(proxy URL, netrc credentials) for ``url``'s scheme and host."""
+    def lookup(self, url: str) -> tuple[str | None, str | None]:
+        """(proxy URL, ``Authorization`` value from .netrc) for ``url``'s host."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "")
         if key not in self._cache:
@@ -84,7 +84,8 @@ class Environment:
             if self._netrc is not None:
                 found = self._netrc.authenticators(host)
                 if found and found[2] is not None:
-                    auth = aiohttp.BasicAuth(found[0] or "", found[2])
+                    pair = f"{found[0] or ''}:{found[2]}".encode()
+                    auth = "Basic " + base64.b64encode(pair).decode("ascii")
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key] = (proxy, auth)
@@ -211,11 +212,12 @@ async def open_stream(
     current, sent = url, dict(headers)
     for _ in range(MAX_REDIRECTS + 1):
         proxy, auth = env.lookup(current) if env is not None else (None, None)
-        if auth is not None and any(k.lower() == "authorization" for k in sent):
-            auth = None  # an explicit Authorization header wins over .netrc
+        request_headers = sent
+        if auth is not None and not any(k.lower() == "authorization" for k in sent):
+            request_headers = {**sent, "Authorization": auth}  # this host's own
         with translated(current):
             response = await session.get(
-                current, headers=sent, allow_redirects=False, proxy=proxy, auth=auth
+                current, headers=request_headers, allow_redirects=False, proxy=proxy
             )
         try:
             if response.status in _REDIRECTS and "Location" in response.headers:

@@ -310,3 +310,53 @@ async def test_reader_never_runs_far_ahead_of_the_workers(
     # queue (2 x jobs) + one in each worker + one in the reader's hand + results queue
     assert worst <= 2 * jobs + jobs + 1 + 2 * jobs
     assert file_sha256(tmp_path / "copies/199.bin") == sha256(origin.files["small.bin"])
+
+
+async def test_proxy_from_environment_is_used(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The origin doubles as the proxy: a proxied request names the target host in
+    # the request line, so 'files.invalid' is never resolved or contacted.
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", origin.base_url)
+    async with Downloader(tmp_path, retries=0) as dl:
+        report = await dl.download(["http://files.invalid/blob.bin"])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert gets(origin, "blob.bin")[0].headers["Host"] == "files.invalid"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
+async def test_no_proxy_bypasses_the_proxy(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with Downloader(tmp_path, retries=0) as dl:
+        report = await dl.download([origin.url("blob.bin")])
+    assert report.results[0].status == "downloaded", report.results[0].error
+
+
+async def test_netrc_credentials_sent_only_to_their_host(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    origin.redirects["away.bin"] = origin.url("small.bin").replace(
+        "127.0.0.1", "localhost"
+    )
+    async with Downloader(tmp_path / "d") as dl:
+        report = await dl.download(
+            [origin.url("blob.bin"), {"url": origin.url("away.bin"), "path": "s.bin"}]
+        )
+
+    assert report.ok
+    assert (
+        gets(origin, "blob.bin")[0].headers["Authorization"] == "Basic YWxpY2U6czNjcmV0"
+    )
+    assert gets(origin, "away.bin")[0].headers["Authorization"].startswith("Basic ")
+    assert "Authorization" not in gets(origin, "small.bin")[0].headers
+    assert file_sha256(tmp_path / "d/s.bin") == sha256(origin.files["small.bin"])
