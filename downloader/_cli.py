@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from ._engine import Downloader
 from ._exceptions import ManifestError
-from ._local import Verdict, bounded_map, inspect
+from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
@@ -502,7 +502,7 @@ def _run_local(args: argparse.Namespace, sources: Sources) -> int:
     """``plan`` and ``verify``: read the disk, never the network."""
     dest = Path(args.dest)
     sources.check(dest)
-    verdicts = bounded_map(lambda e: inspect(dest, e), sources, workers=args.jobs)
+    verdicts = inspect_all(dest, sources, jobs=args.jobs)
     if args.command == "plan":
         return _print_plan(verdicts)
     return _print_verify(verdicts)
@@ -545,7 +545,7 @@ def _print_verify(verdicts: Iterator[Verdict]) -> int:
             "new": "missing",
             "resume": f"missing (partial download, {v.have:,} bytes)",
             "restart": "missing (unusable partial download)",
-            "replace": "size or checksum mismatch",
+            "replace": v.detail,
             "blocked": v.detail,
         }[v.action]
         sys.stdout.write(f"BAD  {v.entry.path}: {reason}\n")

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import stat
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from . import _storage as storage
 from ._exceptions import StorageError
 from ._models import Entry
 from ._policy import can_resume
-from ._storage import FilePaths
+from ._storage import FilePaths, InsideCheck
 
 Action = Literal["complete", "replace", "resume", "restart", "new", "blocked"]
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +29,42 @@ class Verdict:
     have: int = 0  # bytes on disk that a resume would keep
 
 
-def inspect(dest: Path, entry: Entry, *, overwrite: bool = False) -> Verdict:
+def inspect(
+    dest: Path,
+    entry: Entry,
+    *,
+    overwrite: bool = False,
+    inside: InsideCheck | None = None,
+) -> Verdict:
     """Decide from the disk alone; may hash a final file (blocking)."""
+    verdict = quick_look(dest, entry, overwrite=overwrite, inside=inside)
+    return verdict if verdict is not None else hashed_look(dest, entry)
+
+
+def quick_look(
+    dest: Path,
+    entry: Entry,
+    *,
+    overwrite: bool = False,
+    inside: InsideCheck | None = None,
+) -> Verdict | None:
+    """Decide with a few ``stat`` calls; None when only hashing the file can tell."""
     try:
-        paths = FilePaths.under(dest, entry.path)
+        paths = FilePaths.under(dest, entry.path, inside)
     except StorageError as exc:
         return Verdict(entry, "blocked", str(exc))
-    if paths.final.is_dir():
-        return Verdict(entry, "blocked", "a directory is in the way")
-    if paths.final.exists():
-        complete = storage.matches(paths.final, entry.size, entry.checksum)
-        if complete is False:
-            return Verdict(entry, "replace", "present but size or checksum differs")
+    found = storage.stat_or_none(paths.final)
+    if found is not None:
+        if stat.S_ISDIR(found.st_mode):
+            return Verdict(entry, "blocked", "a directory is in the way")
+        if entry.size is not None and found.st_size != entry.size:
+            return Verdict(entry, "replace", "present but its size differs")
         if overwrite:
             return Verdict(entry, "replace", "present; --overwrite given")
-        detail = "verified" if complete else "present (nothing to verify against)"
-        return Verdict(entry, "complete", detail)
+        if entry.checksum is not None:
+            return None
+        detail = "size matches" if entry.size is not None else "present"
+        return Verdict(entry, "complete", detail + " (no checksum to verify)")
     have = storage.part_size(paths.part)
     if have <= 0:  # -1: no part file at all
         return Verdict(entry, "new")
@@ -61,18 +80,35 @@ def inspect(dest: Path, entry: Entry, *, overwrite: bool = False) -> Verdict:
     return Verdict(entry, "restart", f"{have:,} bytes on disk cannot be trusted")
 
 
-def bounded_map(
-    func: Callable[[T], R], items: Iterable[T], *, workers: int
-) -> Iterator[R]:
-    """``map`` over a thread pool, in order, holding only a few items at a time."""
-    with ThreadPoolExecutor(workers) as pool:
-        it = iter(items)
-        pending: list[Future[R]] = [
-            pool.submit(func, x) for x in islice(it, workers * 4)
-        ]
-        while pending:
-            head = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(func, nxt))
-            yield head.result()
+def hashed_look(dest: Path, entry: Entry) -> Verdict:
+    """A present final file with a checksum: hash it (blocking)."""
+    final = FilePaths.of(dest, entry.path).final
+    if storage.matches(final, entry.size, entry.checksum):
+        return Verdict(entry, "complete", "verified")
+    return Verdict(entry, "replace", "present but its checksum differs")
+
+
+def inspect_all(
+    dest: Path, entries: Iterable[Entry], *, jobs: int
+) -> Iterator[Verdict]:
+    """Verdicts in input order; only files that must be hashed go to threads.
+
+    At most ``4 * jobs`` verdicts wait at a time, so memory stays flat.
+    """
+    inside = InsideCheck(dest)
+    waiting: deque[Verdict | Future[Verdict]] = deque()
+    with ThreadPoolExecutor(jobs) as pool:
+        for entry in entries:
+            verdict = quick_look(dest, entry, inside=inside)
+            waiting.append(
+                verdict
+                if verdict is not None
+                else pool.submit(hashed_look, dest, entry)
+            )
+            while waiting and (
+                len(waiting) > 4 * jobs or not isinstance(waiting[0], Future)
+            ):
+                head = waiting.popleft()
+                yield head.result() if isinstance(head, Future) else head
+        for head in waiting:
+            yield head.result() if isinstance(head, Future) else head

@@ -376,7 +376,18 @@ def _unknown_field(name: object) -> str:
     return f"unknown field {name!r} ({hint}known fields: {', '.join(FIELDS)})"
 
 
+# The common, plainly valid URL: scheme, a DNS name or IPv4 host, optional port,
+# then no whitespace or control characters. Anything else takes the full check.
+_PLAIN_URL = re.compile(
+    r"(?i:https?)://[A-Za-z0-9][A-Za-z0-9.-]*(?::(\d{1,5}))?(?:[/?][^\x00-\x20\x7f]*)?"
+)
+
+
 def _check_url(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        plain = _PLAIN_URL.fullmatch(value)
+        if plain and (plain[1] is None or int(plain[1]) <= 65535):
+            return value
     if not isinstance(value, str):
         msg = f"{what} must be a string, not {_kind(value)}"
         raise ValueError(msg)

@@ -28,8 +28,8 @@ class FilePaths:
     def of(cls, dest: Path, relative: str) -> FilePaths:
         """The paths for ``relative`` under ``dest`` (no checks, no system calls)."""
         final = dest / relative
-        part = final.with_name(final.name + ".part")
-        return cls(final, part, part.with_name(part.name + ".state"))
+        text = os.fspath(final)  # string concatenation: much cheaper than with_name
+        return cls(final, Path(text + ".part"), Path(text + ".part.state"))
 
     @classmethod
     def under(
