@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,6 +18,7 @@ from types import TracebackType
 import aiohttp
 
 from . import _storage as storage
+from ._budget import ConnectionBudget, host_of
 from ._exceptions import (
     DownloadError,
     DownloadFailed,
@@ -37,6 +40,7 @@ from ._policy import (
 )
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
+from ._segments import Segment, SegmentedDownload
 from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, InsideCheck, ResumeState
 from ._transfer import (
@@ -138,6 +142,7 @@ class Downloader:
         self._session = session
         self._owns_session = session is None
         self._inside = InsideCheck(self.dest)
+        self._budget = ConnectionBudget(per_host=per_host, total=max_connections)
         self._env: Environment | None = None
 
     async def __aenter__(self) -> Downloader:
@@ -344,6 +349,13 @@ class Downloader:
     async def _attempt(
         self, key: int, entry: Entry, paths: FilePaths, url: str, tally: _Tally
     ) -> tuple[int, str | None]:
+        """One try at one file, holding a connection slot for its host."""
+        async with self._budget.slot(url):
+            return await self._attempt_in_slot(key, entry, paths, url, tally)
+
+    async def _attempt_in_slot(
+        self, key: int, entry: Entry, paths: FilePaths, url: str, tally: _Tally
+    ) -> tuple[int, str | None]:
         """One GET into the part file; returns (size, verified checksum)."""
         assert self._session is not None
         on_disk = storage.part_size(paths.part)  # -1: no part, so no state either
@@ -357,10 +369,16 @@ class Downloader:
             has_checksum=entry.checksum is not None,
         ):
             have = 0
-        if have and state is not None and state.size == have:  # killed before rename
+        if have and state is not None and state.segments is not None:
+            if state.size == have:  # the part has its full size: resume the segments
+                return await self._segmented(key, entry, paths, state, None, tally)
+            have = 0
+        elif have and state is not None and state.size == have:  # killed before rename
             return await self._finish(entry, paths, have, None, url)
         validator = state.validator if (have and state) else None
         headers = {**self.headers, **entry.headers, **resume_headers(have, validator)}
+        if have == 0 and self.split > 1:
+            headers["Range"] = "bytes=0-"  # a 206 here proves range support
         try:
             async with open_stream(self._session, url, headers, self._env) as stream:
                 answer = stream.answer
@@ -376,6 +394,14 @@ class Downloader:
                 if offset == 0 and total is not None and total <= SMALL_FILE:
                     return await self._fetch_small(
                         key, entry, paths, stream, total, tally, had_part=on_disk >= 0
+                    )
+                if self._splittable(answer, offset, total):
+                    assert total is not None
+                    state = await asyncio.to_thread(
+                        self._begin_segmented, paths, answer, total
+                    )
+                    return await self._segmented(
+                        key, entry, paths, state, stream, tally
                     )
                 if offset == 0:
                     await asyncio.to_thread(self._begin, paths, answer, total)
@@ -405,6 +431,84 @@ class Downloader:
             raise TransferError(msg, url=url)
         digest = hasher.hexdigest() if hasher is not None else None
         return await self._finish(entry, paths, size, digest, url)
+
+    def _splittable(self, answer: Answer, offset: int, total: int | None) -> bool:
+        """Split only a fresh 206 of known size, into segments of min_split_size+."""
+        return (
+            self.split > 1
+            and offset == 0
+            and answer.status == 206
+            and total is not None
+            and total >= 2 * self.min_split_size
+        )
+
+    @staticmethod
+    def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeState:
+        """A fresh segmented file: forget old state first, then size the part.
+
+        In this order a crash never leaves a full-size part of zeros beside a
+        state that claims some of its bytes were downloaded.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            paths.state.unlink()
+        storage.prepare_part(paths, 0)
+        os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
+        validator = pick_validator(answer.etag, answer.last_modified)
+        state = ResumeState(answer.url, validator, total, ((0, 0, total),))
+        storage.save_state(paths.state, state)
+        return state
+
+    async def _segmented(
+        self,
+        key: int,
+        entry: Entry,
+        paths: FilePaths,
+        state: ResumeState,
+        first: Stream | None,
+        tally: _Tally,
+    ) -> tuple[int, str | None]:
+        """Fetch the missing segments over several connections, then verify."""
+        assert self._session is not None
+        assert state.size is not None
+        assert state.segments is not None
+        session, seg_url, validator = self._session, state.url, state.validator
+        same_origin = host_of(seg_url) == host_of(entry.url)
+        base = {**self.headers, **entry.headers} if same_origin else dict(self.headers)
+
+        def open_range(start: int, end: int) -> AbstractAsyncContextManager[Stream]:
+            headers = {**base, "Range": f"bytes={start}-{end}"}
+            if validator:
+                headers["If-Range"] = validator
+            return open_stream(session, seg_url, headers, self._env)
+
+        async def on_chunk(n: int) -> None:
+            if self._limiter is not None:
+                await self._limiter.acquire(n)
+            tally.bytes += n
+            self.progress.file_advanced(key, n)
+
+        segments = [Segment(a, b, c, b) for a, b, c in state.segments]
+        done = sum(seg.saved - seg.start for seg in segments)
+        self.progress.file_started(key, entry.path, state.size, done)
+        download = SegmentedDownload(
+            paths,
+            segments,
+            url=seg_url,
+            size=state.size,
+            validator=validator,
+            split=self.split,
+            min_size=self.min_split_size,
+            budget=self._budget,
+            open_range=open_range,
+            on_chunk=on_chunk,
+            checksum=entry.checksum,
+        )
+        try:
+            digest = await download.run(first)
+        except ResumeRejected:
+            await asyncio.to_thread(storage.discard, paths)
+            raise
+        return await self._finish(entry, paths, state.size, digest, seg_url)
 
     async def _fetch_small(
         self,

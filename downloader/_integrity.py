@@ -84,3 +84,17 @@ def hash_file(path: Path, checksum: Checksum, *, limit: int | None = None) -> Ha
             if remaining is not None:
                 remaining -= len(block)
     return hasher
+
+
+def hash_range(path: Path, hasher: Hasher, start: int, end: int) -> None:
+    """Feed bytes [start, end) of a file to ``hasher``; blocking, run it in a thread."""
+    with path.open("rb") as f:
+        f.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            block = f.read(min(READ_BLOCK, remaining))
+            if not block:
+                msg = f"{path} ended at byte {end - remaining}, expected {end}"
+                raise OSError(msg)
+            hasher.update(block)
+            remaining -= len(block)

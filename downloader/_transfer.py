@@ -136,6 +136,10 @@ class Stream:
             last_modified=headers.get("Last-Modified"),
         )
 
+    def close(self) -> None:
+        """Drop the connection now (its body is not wanted any further)."""
+        self._response.close()
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives: each piece aiohttp received, never re-joined.
 

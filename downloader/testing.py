@@ -41,13 +41,15 @@ class Faults:
     stall_after: int | None = None  # stop sending after N body bytes...
     stall_times: int = 1  # ...on this many requests...
     stall_seconds: float = 30.0  # ...for this long
-    ignore_range: bool = False  # answer 200 + whole body to every Range request
+    range_faults_after: int = 0  # range faults spare this many Range requests first
+    ignore_range: bool = False  # answer 200 + whole body to Range requests
     ignore_if_range: bool = False  # honour Range even when If-Range does not match
     wrong_range_start: int | None = None  # answer 206 starting at this byte instead
     rate: float | None = None  # bytes per second, per connection
     no_validators: bool = False  # send neither ETag nor Last-Modified
     no_length: bool = False  # chunked encoding, no Content-Length
     lie_length: int | None = None  # announce this Content-Length on 200 answers
+    ranges_seen: int = 0  # Range requests so far (kept by the server)
 
 
 @dataclass
@@ -81,9 +83,10 @@ class FileServer:
     redirects: dict[str, str] = field(default_factory=dict)  # name -> Location
     log: list[RequestRecord] = field(default_factory=list)
     base_url: str = ""
-    in_flight: int = 0
+    in_flight: int = 0  # connections with a request in progress, not yet closed
     max_in_flight: int = 0
     _state: dict[str, _File] = field(default_factory=dict, repr=False)
+    _live: set[object] = field(default_factory=set, repr=False)
     _runner: web.AppRunner | None = None
 
     def __post_init__(self) -> None:
@@ -133,7 +136,11 @@ class FileServer:
         if not self.base_url:
             self.base_url = f"{request.scheme}://{request.host}"
         name = request.match_info["name"]
-        self.in_flight += 1
+        # Count connections, not handlers: one the client has closed stops
+        # counting even if its handler has not noticed yet.
+        self._live = {t for t in self._live if not t.is_closing()}  # type: ignore[attr-defined]
+        self._live.add(request.transport)
+        self.in_flight = len(self._live)
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         record = RequestRecord(request.method, name, dict(request.headers))
         self.log.append(record)
@@ -142,7 +149,8 @@ class FileServer:
             record.status = response.status
             return response
         finally:
-            self.in_flight -= 1
+            self._live.discard(request.transport)
+            self.in_flight = len(self._live)
 
     async def _answer(
         self, request: web.Request, name: str, record: RequestRecord
@@ -169,7 +177,7 @@ class FileServer:
             if start >= len(data):
                 headers["Content-Range"] = f"bytes */{len(data)}"
                 return web.Response(status=416, headers=headers)
-            if faults.wrong_range_start is not None:
+            if faults.wrong_range_start is not None and _range_fault_due(faults):
                 start = faults.wrong_range_start
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
@@ -232,12 +240,20 @@ class FileServer:
         await response.write_eof()
 
 
+def _range_fault_due(faults: Faults) -> bool:
+    return faults.ranges_seen > faults.range_faults_after
+
+
 def _wanted_range(
     request: web.Request, state: _File, faults: Faults, size: int
 ) -> tuple[int | None, int | None]:
     """The single byte range to answer, or (None, None) for the whole body."""
     header = request.headers.get("Range", "")
-    if not header.startswith("bytes=") or faults.ignore_range or "," in header:
+    if header:
+        faults.ranges_seen += 1
+    if not header.startswith("bytes=") or "," in header:
+        return None, None
+    if faults.ignore_range and _range_fault_due(faults):
         return None, None
     if_range = request.headers.get("If-Range")
     if if_range and not faults.ignore_if_range:

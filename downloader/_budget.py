@@ -1,0 +1,76 @@
+"""Connection slots per host: each file waits its turn, extra segments take idle slots.
+
+aiohttp's connector enforces the hard limits; this keeps one file's segments from
+crowding out other files: a file's first connection queues fairly, while a
+segment only starts when a slot is free and nobody is waiting for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or ''}"
+
+
+class ConnectionBudget:
+    """``per_host`` slots for each host and ``total`` slots overall."""
+
+    def __init__(self, *, per_host: int, total: int) -> None:
+        self.per_host = per_host
+        self._total = asyncio.Semaphore(total)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._queued: dict[str, int] = {}  # files waiting for a slot, per host
+        self._queued_total = 0  # files waiting for any slot
+
+    def _host(self, url: str) -> asyncio.Semaphore:
+        key = host_of(url)
+        if key not in self._hosts:
+            self._hosts[key] = asyncio.Semaphore(self.per_host)
+        return self._hosts[key]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        """Wait for a connection slot to ``url``'s host (first come, first served)."""
+        host, key = self._host(url), host_of(url)
+        self._queued[key] = self._queued.get(key, 0) + 1
+        try:
+            await host.acquire()
+        finally:
+            self._queued[key] -= 1
+        try:
+            self._queued_total += 1
+            try:
+                await self._total.acquire()
+            finally:
+                self._queued_total -= 1
+            try:
+                yield
+            finally:
+                self._total.release()
+        finally:
+            host.release()
+
+    def wanted(self, url: str) -> bool:
+        """Is a file queued for a slot to this host (so extra segments should yield)?"""
+        return self._queued.get(host_of(url), 0) > 0 or self._queued_total > 0
+
+    async def try_slot(self, url: str) -> bool:
+        """Take a slot only if one is idle and no file is waiting; ``release`` it."""
+        host = self._host(url)
+        if host.locked() or self._total.locked():
+            return False
+        # Not locked means a slot is free and nobody queues for it, so these
+        # acquires return without suspending: no other task runs in between.
+        await host.acquire()
+        await self._total.acquire()
+        return True
+
+    def release(self, url: str) -> None:
+        self._host(url).release()
+        self._total.release()

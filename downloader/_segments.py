@@ -1,0 +1,293 @@
+"""One large file over several ranged connections: split, steal, checkpoint, hash.
+
+Segments tile the file and all write into the one ``.part`` at their offsets. A new
+connection always takes half of the segment with the most bytes left (never below
+``min_size``), so the first split and the end-game rebalancing are the same move.
+Progress is checkpointed to the state file a few times a second; a failure of any
+segment stops the others and is raised to the caller, whose retry resumes them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from . import _storage as storage
+from ._budget import ConnectionBudget
+from ._exceptions import ConnectionLost, ResumeRejected
+from ._integrity import Checksum, Hasher, hash_range
+from ._policy import ContentRange
+from ._storage import FilePaths, PartWriter, ResumeState
+from ._transfer import Answer, Stream
+
+CHECKPOINT_EVERY = 0.25  # seconds: a kill loses at most this much per connection
+HASH_STEP = 8 * 1024 * 1024  # hash the contiguous prefix once it grew this much
+
+OpenRange = Callable[[int, int], AbstractAsyncContextManager[Stream]]
+OnChunk = Callable[[int], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Segment:
+    """Bytes [start, end) of the file; [start, saved) are on disk."""
+
+    start: int
+    pos: int  # next byte to receive
+    end: int  # shrinks when another connection takes over the tail
+    saved: int
+    busy: bool = False  # a connection is (or is about to be) working on it
+
+    @property
+    def left(self) -> int:
+        return self.end - self.pos
+
+
+def split_point(segments: list[Segment], min_size: int) -> tuple[Segment, int] | None:
+    """The busy segment with the most bytes left and the byte to cut it at."""
+    busy = [s for s in segments if s.busy and s.left >= 2 * min_size]
+    if not busy:
+        return None
+    victim = max(busy, key=lambda s: s.left)
+    return victim, victim.pos + victim.left // 2
+
+
+def contiguous_prefix(segments: list[Segment]) -> int:
+    """How many bytes from the start of the file are all on disk."""
+    at = 0
+    for seg in sorted(segments, key=lambda s: s.start):
+        if seg.start != at:
+            break
+        if seg.saved < seg.end:
+            return seg.saved
+        at = seg.end
+    return at
+
+
+def check_range_answer(
+    answer: Answer, start: int, end: int, size: int, etag: str | None
+) -> None:
+    """Refuse any answer to ``bytes=start-end`` but exactly that range of this file.
+
+    Raises
+    ------
+    ResumeRejected
+        Wrong status, range, total, or a changed ETag: nothing may be written.
+    """
+    cr: ContentRange | None = answer.content_range
+    if answer.status != 206 or cr is None:
+        msg = f"asked for bytes {start}-{end}, got status {answer.status}"
+        raise ResumeRejected(msg, url=answer.url)
+    if (cr.start, cr.end, cr.total) != (start, end, size):
+        msg = (
+            f"asked for bytes {start}-{end}/{size}, "
+            f"got {cr.start}-{cr.end}/{cr.total if cr.total is not None else '*'}"
+        )
+        raise ResumeRejected(msg, url=answer.url)
+    if etag and answer.etag and answer.etag != etag:
+        msg = f"the file changed on the server (ETag {etag} -> {answer.etag})"
+        raise ResumeRejected(msg, url=answer.url)
+
+
+class SegmentedDownload:
+    """Drives the segments of one file until all are on disk; returns the digest."""
+
+    def __init__(
+        self,
+        paths: FilePaths,
+        segments: list[Segment],
+        *,
+        url: str,
+        size: int,
+        validator: str | None,
+        split: int,
+        min_size: int,
+        budget: ConnectionBudget,
+        open_range: OpenRange,
+        on_chunk: OnChunk,
+        checksum: Checksum | None,
+    ) -> None:
+        self.paths = paths
+        self.segments = segments
+        self.url = url
+        self.size = size
+        self.validator = validator
+        self.etag = validator if validator and validator.startswith('"') else None
+        self.split = split
+        self.min_size = min_size
+        self.budget = budget
+        self.open_range = open_range
+        self.on_chunk = on_chunk
+        self._hasher: Hasher | None = checksum.hasher() if checksum else None
+        self._hashed = 0
+        self._hashing: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._saved_snapshot: tuple[tuple[int, int, int], ...] = ()
+
+    async def run(self, first: Stream | None) -> str | None:
+        """Download every missing byte; the first segment may come already open."""
+        if first is not None:
+            self.segments[0].busy = True
+            self._spawn(self._worker(self.segments[0], first, extra=False))
+        else:
+            seg = self._next_segment()
+            if seg is not None:
+                self._spawn(self._worker(seg, None, extra=False))
+        ticker = asyncio.create_task(self._tick())
+        try:
+            await self._grow()
+            while self._workers:
+                done, _ = await asyncio.wait(
+                    set(self._workers), return_when=asyncio.FIRST_EXCEPTION
+                )
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            ticker.cancel()
+            for task in self._workers:
+                task.cancel()
+            await asyncio.gather(ticker, *self._workers, return_exceptions=True)
+            if contiguous_prefix(self.segments) < self.size:
+                await asyncio.shield(self._checkpoint())
+        if self._hashing is not None:
+            await self._hashing
+        if self._hasher is None:
+            return None
+        await asyncio.to_thread(
+            hash_range, self.paths.part, self._hasher, self._hashed, self.size
+        )
+        return self._hasher.hexdigest()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._workers.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            self._workers.discard(task)
+
+    async def _worker(
+        self, seg: Segment | None, first: Stream | None, *, extra: bool
+    ) -> None:
+        """Work on segments until none is left. An extra connection gives its slot
+        back as soon as another file waits for one; its range returns to the pool."""
+        try:
+            while seg is not None:
+                await self._fetch(seg, first, yield_when_wanted=extra)
+                first = None
+                if extra and self.budget.wanted(self.url):
+                    return
+                seg = self._next_segment()
+        finally:
+            if extra:
+                self.budget.release(self.url)
+
+    def _next_segment(self) -> Segment | None:
+        """An idle unfinished segment, else half of the busiest one."""
+        for seg in self.segments:
+            if not seg.busy and seg.pos < seg.end:
+                seg.busy = True
+                return seg
+        cut = split_point(self.segments, self.min_size)
+        if cut is None:
+            return None
+        victim, at = cut
+        new = Segment(at, at, victim.end, at, busy=True)
+        victim.end = at  # the victim stops there; no await in between
+        self.segments.append(new)
+        return new
+
+    async def _fetch(
+        self, seg: Segment, first: Stream | None, *, yield_when_wanted: bool
+    ) -> None:
+        try:
+            if first is not None:
+                await self._pump(seg, first, yield_when_wanted)
+                first.close()  # its answer runs to the end of the file: drop it
+                return
+            if seg.pos >= seg.end:
+                return
+            async with self.open_range(seg.pos, seg.end - 1) as stream:
+                check_range_answer(
+                    stream.answer, seg.pos, seg.end - 1, self.size, self.etag
+                )
+                await self._pump(seg, stream, yield_when_wanted)
+        finally:
+            seg.busy = False
+
+    async def _pump(
+        self, seg: Segment, stream: Stream, yield_when_wanted: bool
+    ) -> None:
+        writer = PartWriter(self.paths.part, seg.pos)
+        try:
+            async with writer:
+                async for chunk in stream.chunks():
+                    room = seg.end - seg.pos
+                    if room <= 0:
+                        break
+                    if len(chunk) > room:
+                        chunk = chunk[:room]
+                    await writer.write(chunk)
+                    seg.pos += len(chunk)
+                    seg.saved = writer.saved
+                    await self.on_chunk(len(chunk))
+                    if seg.pos >= seg.end:
+                        break
+                    if yield_when_wanted and self.budget.wanted(self.url):
+                        stream.close()
+                        return  # the rest of the segment waits for a connection
+        finally:
+            seg.saved = writer.saved
+        if seg.pos < seg.end:
+            msg = f"connection for bytes {seg.start}-{seg.end - 1} ended at {seg.pos}"
+            raise ConnectionLost(msg, url=self.url)
+
+    async def _grow(self) -> None:
+        """Add connections while slots are idle and there is work worth splitting."""
+        busy = sum(1 for s in self.segments if s.busy)
+        while busy < self.split and await self.budget.try_slot(self.url):
+            seg = self._next_segment()
+            if seg is None:
+                self.budget.release(self.url)
+                return
+            self._spawn(self._worker(seg, None, extra=True))
+            busy += 1
+
+    async def _tick(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            await self._grow()
+            self._hash_ahead()
+            if time.monotonic() - last >= CHECKPOINT_EVERY:
+                await self._checkpoint()
+                last = time.monotonic()
+
+    async def _checkpoint(self) -> None:
+        snapshot = tuple(
+            (s.start, s.saved, s.end)
+            for s in sorted(self.segments, key=lambda s: s.start)
+        )
+        if snapshot == self._saved_snapshot:
+            return
+        state = ResumeState(self.url, self.validator, self.size, snapshot)
+        with contextlib.suppress(storage.StorageError):
+            await asyncio.to_thread(storage.sync_and_save, self.paths, state)
+            self._saved_snapshot = snapshot
+
+    def _hash_ahead(self) -> None:
+        """Hash the part's contiguous prefix while the rest still downloads."""
+        if self._hasher is None or (self._hashing and not self._hashing.done()):
+            return
+        upto = contiguous_prefix(self.segments)
+        if upto - self._hashed < HASH_STEP:
+            return
+        start, self._hashed = self._hashed, upto
+        self._hashing = asyncio.create_task(
+            asyncio.to_thread(hash_range, self.paths.part, self._hasher, start, upto)
+        )
