@@ -5,66 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 
-import aiohttp
-
 from . import _storage as storage
-from ._budget import ConnectionBudget, host_of
+from ._budget import ConnectionBudget
 from ._exceptions import (
     DownloadError,
     DownloadFailed,
-    HTTPStatusError,
     IntegrityError,
     ResumeRejected,
     StorageError,
     TransferError,
 )
-from ._integrity import hash_file
+from ._fetch import FileFetch, RunContext
 from ._models import Entry, Report, Result
 from ._policy import (
     backoff_delay,
-    can_resume,
-    expected_total,
-    pick_validator,
-    resume_headers,
-    resume_offset,
 )
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
-from ._segments import Segment, SegmentedDownload
 from ._sources import EntriesLike, Sources
-from ._storage import FilePaths, InsideCheck, ResumeState
-from ._transfer import (
-    Answer,
-    Environment,
-    Stream,
-    make_session,
-    make_ssl_context,
-    open_stream,
-)
+from ._storage import FilePaths, InsideCheck
+from ._transfer import Environment, Session, make_session, make_ssl_context
 from ._types import StrPath
 
 log = logging.getLogger(__name__)
 
-SMALL_FILE = 1024 * 1024  # bodies up to this size take one thread hop, no state
 
 MiB = 1024 * 1024
-
-
-@dataclass
-class _Tally:
-    """Bytes received for one file this run, kept across its tries."""
-
-    bytes: int = 0
 
 
 class Downloader:
@@ -116,7 +88,7 @@ class Downloader:
         headers: Mapping[str, str] | None = None,
         overwrite: bool = False,
         progress: ProgressSink | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: Session | None = None,
         ca_bundle: str | None = None,
         insecure: bool = False,
         raise_on_failure: bool = False,
@@ -247,8 +219,9 @@ class Downloader:
                     running -= 1
                 else:
                     yield result
-            for task in tasks:
-                task.result()  # surfaces a bug in a worker instead of hiding it
+            for task in tasks[1:]:  # a bug in a worker surfaces instead of hiding
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
             if failure:
                 raise failure[0]
         finally:
@@ -286,11 +259,25 @@ class Downloader:
             )
         return await self._fetch_with_retries(key, entry, paths, began)
 
+    def _context(self) -> RunContext:
+        assert self._session is not None
+        return RunContext(
+            session=self._session,
+            env=self._env,
+            budget=self._budget,
+            headers=self.headers,
+            progress=self.progress,
+            limiter=self._limiter,
+            split=self.split,
+            min_split_size=self.min_split_size,
+        )
+
     async def _fetch_with_retries(
         self, key: int, entry: Entry, paths: FilePaths, began: float
     ) -> Result:
         urls = list(entry.urls)
-        tally = _Tally()
+        fetch = FileFetch(self._context(), key, entry, paths)
+        tally = fetch.tally
         attempts = failures = turn = 0
         free_restart = True
         while True:
@@ -298,7 +285,7 @@ class Downloader:
             url = urls[turn % len(urls)]
             before = tally.bytes
             try:
-                size, verified = await self._attempt(key, entry, paths, url, tally)
+                size, verified = await fetch.attempt(url)
                 return Result(
                     entry,
                     "downloaded",
@@ -345,278 +332,3 @@ class Downloader:
             attempts=attempts,
             error=str(error),
         )
-
-    async def _attempt(
-        self, key: int, entry: Entry, paths: FilePaths, url: str, tally: _Tally
-    ) -> tuple[int, str | None]:
-        """One try at one file, holding a connection slot for its host."""
-        async with self._budget.slot(url):
-            return await self._attempt_in_slot(key, entry, paths, url, tally)
-
-    async def _attempt_in_slot(
-        self, key: int, entry: Entry, paths: FilePaths, url: str, tally: _Tally
-    ) -> tuple[int, str | None]:
-        """One GET into the part file; returns (size, verified checksum)."""
-        assert self._session is not None
-        on_disk = storage.part_size(paths.part)  # -1: no part, so no state either
-        have = max(on_disk, 0)
-        state = storage.load_state(paths.state) if have else None
-        if have and not can_resume(
-            have,
-            state.validator if state else None,
-            saved_url=state.url if state else None,
-            url=url,
-            has_checksum=entry.checksum is not None,
-        ):
-            have = 0
-        if have and state is not None and state.segments is not None:
-            if state.size == have:  # the part has its full size: resume the segments
-                return await self._segmented(key, entry, paths, state, None, tally)
-            have = 0
-        elif have and state is not None and state.size == have:  # killed before rename
-            return await self._finish(entry, paths, have, None, url)
-        validator = state.validator if (have and state) else None
-        headers = {**self.headers, **entry.headers, **resume_headers(have, validator)}
-        if have == 0 and self.split > 1:
-            headers["Range"] = "bytes=0-"  # a 206 here proves range support
-        try:
-            async with open_stream(self._session, url, headers, self._env) as stream:
-                answer = stream.answer
-                try:
-                    offset = resume_offset(have, answer.status, answer.content_range)
-                except ResumeRejected:
-                    await asyncio.to_thread(storage.discard, paths)
-                    raise
-                total = expected_total(
-                    offset, answer.content_length, answer.content_range
-                )
-                self._check_announced(entry, total, url)
-                if offset == 0 and total is not None and total <= SMALL_FILE:
-                    return await self._fetch_small(
-                        key, entry, paths, stream, total, tally, had_part=on_disk >= 0
-                    )
-                if self._splittable(answer, offset, total):
-                    assert total is not None
-                    state = await asyncio.to_thread(
-                        self._begin_segmented, paths, answer, total
-                    )
-                    return await self._segmented(
-                        key, entry, paths, state, stream, tally
-                    )
-                if offset == 0:
-                    await asyncio.to_thread(self._begin, paths, answer, total)
-                hasher = None
-                if entry.checksum is not None:
-                    hasher = entry.checksum.hasher()
-                    if offset:
-                        hasher = await asyncio.to_thread(
-                            hash_file, paths.part, entry.checksum, limit=offset
-                        )
-                self.progress.file_started(key, entry.path, total, offset)
-                async with storage.PartWriter(paths.part, offset, hasher) as writer:
-                    async for chunk in stream.chunks():
-                        if self._limiter is not None:
-                            await self._limiter.acquire(len(chunk))
-                        await writer.write(chunk)
-                        tally.bytes += len(chunk)
-                        self.progress.file_advanced(key, len(chunk))
-                    size = writer.position
-        except HTTPStatusError as exc:
-            if exc.status == 416 and have:  # our part is longer than the file now
-                await asyncio.to_thread(storage.discard, paths)
-                raise ResumeRejected(str(exc), url=url) from exc
-            raise
-        if total is not None and size != total:
-            msg = f"body ended at byte {size} of {total} from {url}"
-            raise TransferError(msg, url=url)
-        digest = hasher.hexdigest() if hasher is not None else None
-        return await self._finish(entry, paths, size, digest, url)
-
-    def _splittable(self, answer: Answer, offset: int, total: int | None) -> bool:
-        """Split only a fresh 206 of known size, into segments of min_split_size+."""
-        return (
-            self.split > 1
-            and offset == 0
-            and answer.status == 206
-            and total is not None
-            and total >= 2 * self.min_split_size
-        )
-
-    @staticmethod
-    def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeState:
-        """A fresh segmented file: forget old state first, then size the part.
-
-        In this order a crash never leaves a full-size part of zeros beside a
-        state that claims some of its bytes were downloaded.
-        """
-        with contextlib.suppress(FileNotFoundError):
-            paths.state.unlink()
-        storage.prepare_part(paths, 0)
-        os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
-        validator = pick_validator(answer.etag, answer.last_modified)
-        state = ResumeState(answer.url, validator, total, ((0, 0, total),))
-        storage.save_state(paths.state, state)
-        return state
-
-    async def _segmented(
-        self,
-        key: int,
-        entry: Entry,
-        paths: FilePaths,
-        state: ResumeState,
-        first: Stream | None,
-        tally: _Tally,
-    ) -> tuple[int, str | None]:
-        """Fetch the missing segments over several connections, then verify."""
-        assert self._session is not None
-        assert state.size is not None
-        assert state.segments is not None
-        session, seg_url, validator = self._session, state.url, state.validator
-        same_origin = host_of(seg_url) == host_of(entry.url)
-        base = {**self.headers, **entry.headers} if same_origin else dict(self.headers)
-
-        def open_range(start: int, end: int) -> AbstractAsyncContextManager[Stream]:
-            headers = {**base, "Range": f"bytes={start}-{end}"}
-            if validator:
-                headers["If-Range"] = validator
-            return open_stream(session, seg_url, headers, self._env)
-
-        async def on_chunk(n: int) -> None:
-            if self._limiter is not None:
-                await self._limiter.acquire(n)
-            tally.bytes += n
-            self.progress.file_advanced(key, n)
-
-        segments = [Segment(a, b, c, b) for a, b, c in state.segments]
-        done = sum(seg.saved - seg.start for seg in segments)
-        self.progress.file_started(key, entry.path, state.size, done)
-        download = SegmentedDownload(
-            paths,
-            segments,
-            url=seg_url,
-            size=state.size,
-            validator=validator,
-            split=self.split,
-            min_size=self.min_split_size,
-            budget=self._budget,
-            open_range=open_range,
-            on_chunk=on_chunk,
-            checksum=entry.checksum,
-        )
-        try:
-            digest = await download.run(first)
-        except ResumeRejected:
-            await asyncio.to_thread(storage.discard, paths)
-            raise
-        return await self._finish(entry, paths, state.size, digest, seg_url)
-
-    async def _fetch_small(
-        self,
-        key: int,
-        entry: Entry,
-        paths: FilePaths,
-        stream: Stream,
-        total: int,
-        tally: _Tally,
-        *,
-        had_part: bool,
-    ) -> tuple[int, str | None]:
-        """A small body: gather it, then hash, write, fsync and rename in one hop.
-
-        If the body breaks off, what arrived is kept as an ordinary part file with
-        its state, so the next try resumes like any other file.
-        """
-        self.progress.file_started(key, entry.path, total, 0)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in stream.chunks():
-                if self._limiter is not None:
-                    await self._limiter.acquire(len(chunk))
-                chunks.append(chunk)
-                size += len(chunk)
-                tally.bytes += len(chunk)
-                self.progress.file_advanced(key, len(chunk))
-        except TransferError:
-            if chunks:
-                await asyncio.to_thread(
-                    self._keep_partial, paths, stream.answer, total, chunks
-                )
-            raise
-        url = stream.answer.url
-        if size != total:
-            msg = f"body ended at byte {size} of {total} from {url}"
-            raise TransferError(msg, url=url)
-        if entry.size is not None and size != entry.size:
-            msg_0 = "size"
-            raise IntegrityError(
-                msg_0, expected=str(entry.size), actual=str(size), url=url
-            )
-        checksum = entry.checksum
-        digest = await asyncio.to_thread(
-            partial(storage.publish_whole, had_part=had_part), paths, chunks, checksum
-        )
-        if checksum is not None and digest != checksum.hexdigest:
-            msg_0 = "checksum"
-            raise IntegrityError(
-                msg_0,
-                expected=str(checksum),
-                actual=f"{checksum.algorithm}:{digest}",
-                url=url,
-            )
-        return size, str(checksum) if checksum else None
-
-    async def _finish(
-        self, entry: Entry, paths: FilePaths, size: int, digest: str | None, url: str
-    ) -> tuple[int, str | None]:
-        """Verify size and checksum, then publish; a mismatch throws the bytes away."""
-        checksum = entry.checksum
-        if checksum is not None and digest is None:
-            digest = (
-                await asyncio.to_thread(hash_file, paths.part, checksum)
-            ).hexdigest()
-        if entry.size is not None and size != entry.size:
-            await asyncio.to_thread(storage.discard, paths)
-            msg = "size"
-            raise IntegrityError(
-                msg, expected=str(entry.size), actual=str(size), url=url
-            )
-        if checksum is not None and digest != checksum.hexdigest:
-            await asyncio.to_thread(storage.discard, paths)
-            msg = "checksum"
-            raise IntegrityError(
-                msg,
-                expected=str(checksum),
-                actual=f"{checksum.algorithm}:{digest}",
-                url=url,
-            )
-        await asyncio.to_thread(storage.publish, paths)
-        return size, str(checksum) if checksum else None
-
-    @staticmethod
-    def _begin(paths: FilePaths, answer: Answer, total: int | None) -> None:
-        """Start from zero: empty the part first, then record who sends the bytes.
-
-        In this order a crash in between leaves an empty part, never old bytes
-        under a new validator.
-        """
-        storage.prepare_part(paths, 0)
-        validator = pick_validator(answer.etag, answer.last_modified)
-        storage.save_state(paths.state, ResumeState(answer.url, validator, total))
-
-    @staticmethod
-    def _keep_partial(
-        paths: FilePaths, answer: Answer, total: int, chunks: list[bytes]
-    ) -> None:
-        Downloader._begin(paths, answer, total)
-        storage.write_at(paths.part, chunks, 0)
-
-    @staticmethod
-    def _check_announced(entry: Entry, total: int | None, url: str) -> None:
-        if entry.size is not None and total is not None and total != entry.size:
-            err = TransferError(
-                f"server announces {total} bytes, the manifest says {entry.size}",
-                url=url,
-            )
-            err.retryable = False
-            raise err

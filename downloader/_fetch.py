@@ -1,0 +1,319 @@
+"""One try at one file: resume or restart, one stream or segments, verify, publish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
+
+from . import _storage as storage
+from ._budget import ConnectionBudget, host_of
+from ._exceptions import HTTPStatusError, IntegrityError, ResumeRejected, TransferError
+from ._integrity import hash_file
+from ._models import Entry
+from ._policy import (
+    can_resume,
+    expected_total,
+    pick_validator,
+    resume_headers,
+    resume_offset,
+)
+from ._progress import ProgressSink
+from ._ratelimit import RateLimiter
+from ._segments import Segment, SegmentedDownload
+from ._storage import FilePaths, ResumeState
+from ._transfer import Answer, Environment, Session, Stream, open_stream
+
+SMALL_FILE = 1024 * 1024  # bodies up to this size take one thread hop, no state
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every try needs from its run: the session, limits and settings."""
+
+    session: Session
+    env: Environment | None
+    budget: ConnectionBudget
+    headers: dict[str, str]
+    progress: ProgressSink
+    limiter: RateLimiter | None
+    split: int
+    min_split_size: int
+
+
+@dataclass
+class Tally:
+    """Bytes received for one file this run, kept across its tries."""
+
+    bytes: int = 0
+
+
+class FileFetch:
+    """Tries to get one entry into place; each ``attempt`` is one try at one URL."""
+
+    def __init__(
+        self, ctx: RunContext, key: int, entry: Entry, paths: FilePaths
+    ) -> None:
+        self.ctx = ctx
+        self.key = key
+        self.entry = entry
+        self.paths = paths
+        self.tally = Tally()
+
+    async def attempt(self, url: str) -> tuple[int, str | None]:
+        """One try, holding a connection slot for the host; (size, checksum)."""
+        async with self.ctx.budget.slot(url):
+            return await self._attempt_in_slot(url)
+
+    async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
+        entry, paths = self.entry, self.paths
+        on_disk = storage.part_size(paths.part)  # -1: no part, so no state either
+        have = max(on_disk, 0)
+        state = storage.load_state(paths.state) if have else None
+        if have and not can_resume(
+            have,
+            state.validator if state else None,
+            saved_url=state.url if state else None,
+            url=url,
+            has_checksum=entry.checksum is not None,
+        ):
+            have = 0
+        if have and state is not None and state.segments is not None:
+            if state.size == have:  # the part has its full size: resume the segments
+                return await self._segmented(state, None)
+            have = 0
+        elif have and state is not None and state.size == have:  # killed before rename
+            return await self._finish(have, None, url)
+        validator = state.validator if (have and state) else None
+        headers = {
+            **self.ctx.headers,
+            **entry.headers,
+            **resume_headers(have, validator),
+        }
+        if have == 0 and self.ctx.split > 1:
+            headers["Range"] = "bytes=0-"  # a 206 here proves range support
+        try:
+            async with open_stream(
+                self.ctx.session, url, headers, self.ctx.env
+            ) as stream:
+                answer = stream.answer
+                try:
+                    offset = resume_offset(have, answer.status, answer.content_range)
+                except ResumeRejected:
+                    await asyncio.to_thread(storage.discard, paths)
+                    raise
+                total = expected_total(
+                    offset, answer.content_length, answer.content_range
+                )
+                self._check_announced(total, url)
+                if offset == 0 and total is not None and total <= SMALL_FILE:
+                    return await self._small(stream, total, had_part=on_disk >= 0)
+                if total is not None and self._splittable(answer, offset, total):
+                    state = await asyncio.to_thread(
+                        _begin_segmented, paths, answer, total
+                    )
+                    return await self._segmented(state, stream)
+                size, digest = await self._one_stream(stream, offset, total)
+        except HTTPStatusError as exc:
+            if exc.status == 416 and have:  # our part is longer than the file now
+                await asyncio.to_thread(storage.discard, paths)
+                raise ResumeRejected(str(exc), url=url) from exc
+            raise
+        if total is not None and size != total:
+            msg = f"body ended at byte {size} of {total} from {url}"
+            raise TransferError(msg, url=url)
+        return await self._finish(size, digest, url)
+
+    async def _one_stream(
+        self, stream: Stream, offset: int, total: int | None
+    ) -> tuple[int, str | None]:
+        """Append the body at ``offset``, hashing as it passes."""
+        entry, paths = self.entry, self.paths
+        if offset == 0:
+            await asyncio.to_thread(_begin, paths, stream.answer, total)
+        hasher = None
+        if entry.checksum is not None:
+            hasher = entry.checksum.hasher()
+            if offset:
+                hasher = await asyncio.to_thread(
+                    hash_file, paths.part, entry.checksum, limit=offset
+                )
+        self.ctx.progress.file_started(self.key, entry.path, total, offset)
+        async with storage.PartWriter(paths.part, offset, hasher) as writer:
+            async for chunk in stream.chunks():
+                await self._count(len(chunk))
+                await writer.write(chunk)
+            size = writer.position
+        return size, hasher.hexdigest() if hasher is not None else None
+
+    async def _count(self, n: int) -> None:
+        """Every chunk: the rate limit, the tally, the progress bar."""
+        if self.ctx.limiter is not None:
+            await self.ctx.limiter.acquire(n)
+        self.tally.bytes += n
+        self.ctx.progress.file_advanced(self.key, n)
+
+    def _splittable(self, answer: Answer, offset: int, total: int) -> bool:
+        """Split only a fresh 206 of known size, into segments of min_split_size+."""
+        return (
+            self.ctx.split > 1
+            and offset == 0
+            and answer.status == 206
+            and total >= 2 * self.ctx.min_split_size
+        )
+
+    async def _segmented(
+        self, state: ResumeState, first: Stream | None
+    ) -> tuple[int, str | None]:
+        """Fetch the missing segments over several connections, then verify."""
+        assert state.size is not None
+        assert state.segments is not None
+        ctx, entry = self.ctx, self.entry
+        seg_url, validator = state.url, state.validator
+        same_origin = host_of(seg_url) == host_of(entry.url)
+        base = {**ctx.headers, **entry.headers} if same_origin else dict(ctx.headers)
+
+        def open_range(start: int, end: int) -> AbstractAsyncContextManager[Stream]:
+            headers = {**base, "Range": f"bytes={start}-{end}"}
+            if validator:
+                headers["If-Range"] = validator
+            return open_stream(ctx.session, seg_url, headers, ctx.env)
+
+        segments = [Segment(a, b, c, b) for a, b, c in state.segments]
+        done = sum(seg.saved - seg.start for seg in segments)
+        ctx.progress.file_started(self.key, entry.path, state.size, done)
+        download = SegmentedDownload(
+            self.paths,
+            segments,
+            url=seg_url,
+            size=state.size,
+            validator=validator,
+            split=ctx.split,
+            min_size=ctx.min_split_size,
+            budget=ctx.budget,
+            open_range=open_range,
+            on_chunk=self._count,
+            checksum=entry.checksum,
+        )
+        try:
+            digest = await download.run(first)
+        except ResumeRejected:
+            await asyncio.to_thread(storage.discard, self.paths)
+            raise
+        return await self._finish(state.size, digest, seg_url)
+
+    async def _small(
+        self, stream: Stream, total: int, *, had_part: bool
+    ) -> tuple[int, str | None]:
+        """A small body: gather it, then hash, write, fsync and rename in one hop.
+
+        If the body breaks off, what arrived is kept as an ordinary part file with
+        its state, so the next try resumes like any other file.
+        """
+        entry, url = self.entry, stream.answer.url
+        self.ctx.progress.file_started(self.key, entry.path, total, 0)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in stream.chunks():
+                await self._count(len(chunk))
+                chunks.append(chunk)
+                size += len(chunk)
+        except TransferError:
+            if chunks:
+                await asyncio.to_thread(
+                    _keep_partial, self.paths, stream.answer, total, chunks
+                )
+            raise
+        if size != total:
+            msg = f"body ended at byte {size} of {total} from {url}"
+            raise TransferError(msg, url=url)
+        if entry.size is not None and size != entry.size:
+            raise integrity_error(entry, size, None, url)
+        digest = await asyncio.to_thread(
+            partial(storage.publish_whole, had_part=had_part),
+            self.paths,
+            chunks,
+            entry.checksum,
+        )
+        error = integrity_error(entry, size, digest, url)
+        if error is not None:
+            raise error
+        return size, str(entry.checksum) if entry.checksum else None
+
+    async def _finish(
+        self, size: int, digest: str | None, url: str
+    ) -> tuple[int, str | None]:
+        """Verify size and checksum, then publish; a mismatch throws the bytes away."""
+        checksum, paths = self.entry.checksum, self.paths
+        if checksum is not None and digest is None:
+            digest = (
+                await asyncio.to_thread(hash_file, paths.part, checksum)
+            ).hexdigest()
+        error = integrity_error(self.entry, size, digest, url)
+        if error is not None:
+            await asyncio.to_thread(storage.discard, paths)
+            raise error
+        await asyncio.to_thread(storage.publish, paths)
+        return size, str(checksum) if checksum else None
+
+    def _check_announced(self, total: int | None, url: str) -> None:
+        expected = self.entry.size
+        if expected is not None and total is not None and total != expected:
+            msg = f"server announces {total} bytes, the manifest says {expected}"
+            err = TransferError(msg, url=url)
+            err.retryable = False
+            raise err
+
+
+def integrity_error(
+    entry: Entry, size: int, digest: str | None, url: str
+) -> IntegrityError | None:
+    """The mismatch between the bytes and the manifest, if any (size first)."""
+    if entry.size is not None and size != entry.size:
+        what = "size"
+        return IntegrityError(what, expected=str(entry.size), actual=str(size), url=url)
+    checksum = entry.checksum
+    if checksum is not None and digest is not None and digest != checksum.hexdigest:
+        what = "checksum"
+        actual = f"{checksum.algorithm}:{digest}"
+        return IntegrityError(what, expected=str(checksum), actual=actual, url=url)
+    return None
+
+
+def _begin(paths: FilePaths, answer: Answer, total: int | None) -> None:
+    """Start from zero: empty the part first, then record who sends the bytes.
+
+    In this order a crash in between leaves an empty part, never old bytes
+    under a new validator.
+    """
+    storage.prepare_part(paths, 0)
+    validator = pick_validator(answer.etag, answer.last_modified)
+    storage.save_state(paths.state, ResumeState(answer.url, validator, total))
+
+
+def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeState:
+    """A fresh segmented file: forget old state first, then size the part.
+
+    In this order a crash never leaves a full-size part of zeros beside a state
+    that claims some of its bytes were downloaded.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        paths.state.unlink()
+    storage.prepare_part(paths, 0)
+    os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
+    validator = pick_validator(answer.etag, answer.last_modified)
+    state = ResumeState(answer.url, validator, total, ((0, 0, total),))
+    storage.save_state(paths.state, state)
+    return state
+
+
+def _keep_partial(
+    paths: FilePaths, answer: Answer, total: int, chunks: list[bytes]
+) -> None:
+    """A small body that broke off: keep what arrived as an ordinary part."""
+    _begin(paths, answer, total)
+    storage.write_at(paths.part, chunks, 0)
