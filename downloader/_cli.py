@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._engine import Downloader
+from ._engine import DEFAULT_SPLIT, Downloader
 from ._exceptions import ManifestError
 from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
@@ -159,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         "--split",
         type=_positive_int,
-        default=1,
+        default=DEFAULT_SPLIT,
         metavar="N",
-        help="ranged connections per large file (default: 1)",
+        help=f"ranged connections per large file (default: {DEFAULT_SPLIT}; "
+        "only with servers that honour Range)",
     )
     net.add_argument(
         "--min-split-size",

@@ -35,6 +35,10 @@ from ._types import StrPath
 
 log = logging.getLogger(__name__)
 
+# Measured (README "Performance"): on a fast local server 4 connections are no
+# slower than 1 and stay under 64 MiB RSS; on a per-connection throttle, 4x.
+DEFAULT_SPLIT = 4
+
 
 MiB = 1024 * 1024
 
@@ -50,6 +54,8 @@ class Downloader:
         Files transferred at once.
     per_host, max_connections:
         Connection limits of the shared connector.
+    split, min_split_size:
+        Ranged connections one large file may use, and the smallest segment.
     retries:
         Tries after the first that made no progress, per file.
     timeout:
@@ -79,7 +85,7 @@ class Downloader:
         jobs: int = 8,
         per_host: int = 8,
         max_connections: int = 64,
-        split: int = 1,
+        split: int = DEFAULT_SPLIT,
         min_split_size: int = 32 * MiB,
         retries: int = 5,
         timeout: float = 60.0,
@@ -100,7 +106,7 @@ class Downloader:
         self.jobs = jobs
         self.per_host = per_host
         self.max_connections = max_connections
-        self.split = split  # one connection per file until segmented transfers land
+        self.split = split
         self.min_split_size = min_split_size
         self.retries = retries
         self.timeout = timeout

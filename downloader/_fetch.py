@@ -62,6 +62,7 @@ class FileFetch:
         self.entry = entry
         self.paths = paths
         self.tally = Tally()
+        self.may_split = ctx.split > 1  # off after a server botched a ranged answer
 
     async def attempt(self, url: str) -> tuple[int, str | None]:
         """One try, holding a connection slot for the host; (size, checksum)."""
@@ -93,8 +94,6 @@ class FileFetch:
             **entry.headers,
             **resume_headers(have, validator),
         }
-        if have == 0 and self.ctx.split > 1:
-            headers["Range"] = "bytes=0-"  # a 206 here proves range support
         try:
             async with open_stream(
                 self.ctx.session, url, headers, self.ctx.env
@@ -157,11 +156,16 @@ class FileFetch:
         self.ctx.progress.file_advanced(self.key, n)
 
     def _splittable(self, answer: Answer, offset: int, total: int) -> bool:
-        """Split only a fresh 206 of known size, into segments of min_split_size+."""
+        """Split a fresh file of known size that the server can serve in ranges.
+
+        A 206, or a 200 saying ``Accept-Ranges: bytes``; every extra segment's
+        answer is then checked strictly, so a server that claims ranges but
+        cannot serve them only costs a restart on one stream.
+        """
         return (
-            self.ctx.split > 1
+            self.may_split
             and offset == 0
-            and answer.status == 206
+            and (answer.status == 206 or answer.accepts_ranges)
             and total >= 2 * self.ctx.min_split_size
         )
 
@@ -201,6 +205,7 @@ class FileFetch:
         try:
             digest = await download.run(first)
         except ResumeRejected:
+            self.may_split = False  # restart on one stream: ranges cannot be trusted
             await asyncio.to_thread(storage.discard, self.paths)
             raise
         return await self._finish(state.size, digest, seg_url)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from ._models import Result
+
+if TYPE_CHECKING:  # tqdm is imported only when bars are shown: it costs ~30 ms
+    from tqdm import tqdm
 
 BAR_DELAY = 0.3  # a file gets its own bar only after this long in flight
 
@@ -114,6 +115,9 @@ class TqdmProgress:
     """
 
     def __init__(self, stream: TextIO, *, jobs: int) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
         self.stream = stream
         self.jobs = jobs
         self._files: dict[int, _InFlight] = {}
@@ -129,7 +133,7 @@ class TqdmProgress:
         self._known_total = total_bytes
         slots = max(1, min(self.jobs, files))
         self._free_slots = list(range(slots - 1, -1, -1))
-        self._overall = tqdm(
+        self._overall = self._tqdm(
             total=total_bytes,
             position=slots,
             unit="B",
@@ -187,7 +191,7 @@ class TqdmProgress:
         elif self._free_slots and time.monotonic() - info.began > BAR_DELAY:
             info.slot = self._free_slots.pop()
             label = info.name if len(info.name) <= 30 else "…" + info.name[-29:]
-            info.bar = tqdm(
+            info.bar = self._tqdm(
                 total=info.total,
                 initial=info.done,
                 desc=label,
@@ -214,7 +218,7 @@ class TqdmProgress:
         self._finished += 1
         if result.status == "failed":
             self._failed += 1
-            tqdm.write(describe(result), file=self.stream)
+            self._tqdm.write(describe(result), file=self.stream)
             if info is not None:
                 self._overall_back(info.done)
         if result.status != "downloaded" and self._known_total is not None:

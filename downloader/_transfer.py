@@ -122,6 +122,7 @@ class Answer:
     content_range: ContentRange | None
     etag: str | None
     last_modified: str | None
+    accepts_ranges: bool = False  # "Accept-Ranges: bytes" was sent
 
 
 class Stream:
@@ -137,6 +138,7 @@ class Stream:
             content_range=parse_content_range(headers.get("Content-Range")),
             etag=headers.get("ETag"),
             last_modified=headers.get("Last-Modified"),
+            accepts_ranges=headers.get("Accept-Ranges", "").lower() == "bytes",
         )
 
     def close(self) -> None:
