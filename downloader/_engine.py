@@ -7,7 +7,7 @@ import contextlib
 import logging
 import stat
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -167,7 +167,7 @@ class Downloader:
 
     async def stream(
         self, entries: EntriesLike, *, fmt: str | None = None
-    ) -> AsyncIterator[Result]:
+    ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
         The whole input is checked first (ManifestError before any transfer);
@@ -248,7 +248,7 @@ class Downloader:
                 complete = (entry.size is None or found.st_size == entry.size) and (
                     entry.checksum is None
                     or await asyncio.to_thread(
-                        storage.matches, paths.final, entry.size, entry.checksum
+                        storage.hashes_match, paths.final, entry.checksum
                     )
                 )
                 if complete:

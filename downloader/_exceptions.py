@@ -46,6 +46,13 @@ class TransferError(DownloadError):
 
     retryable: bool = True
 
+    def __init__(
+        self, message: str, *, url: str | None = None, retryable: bool | None = None
+    ) -> None:
+        super().__init__(message, url=url)
+        if retryable is not None:
+            self.retryable = retryable
+
 
 class HTTPStatusError(TransferError):
     """The server answered with a status we cannot use."""

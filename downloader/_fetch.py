@@ -236,8 +236,9 @@ class FileFetch:
         if size != total:
             msg = f"body ended at byte {size} of {total} from {url}"
             raise TransferError(msg, url=url)
-        if entry.size is not None and size != entry.size:
-            raise integrity_error(entry, size, None, url)
+        early = integrity_error(entry, size, None, url)  # size, before any write
+        if early is not None:
+            raise early
         digest = await asyncio.to_thread(
             partial(storage.publish_whole, had_part=had_part),
             self.paths,
@@ -269,9 +270,7 @@ class FileFetch:
         expected = self.entry.size
         if expected is not None and total is not None and total != expected:
             msg = f"server announces {total} bytes, the manifest says {expected}"
-            err = TransferError(msg, url=url)
-            err.retryable = False
-            raise err
+            raise TransferError(msg, url=url, retryable=False)
 
 
 def integrity_error(

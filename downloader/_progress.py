@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ._models import Result
 
@@ -71,30 +71,18 @@ def format_bytes(n: float) -> str:
     raise AssertionError  # unreachable
 
 
-class LogProgress:
+class LogProgress(NullProgress):
     """One line per finished file, for logs and pipes where bars would garble."""
 
     def __init__(self, stream: TextIO, *, errors_only: bool = False) -> None:
         self.stream = stream
         self.errors_only = errors_only
 
-    def run_started(self, files: int, total_bytes: int | None) -> None:
-        pass
-
-    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
-        pass
-
-    def file_advanced(self, key: int, n: int) -> None:
-        pass
-
     def file_finished(self, key: int, result: Result) -> None:
         if self.errors_only and result.status != "failed":
             return
         self.stream.write(describe(result) + "\n")
         self.stream.flush()
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
@@ -103,7 +91,7 @@ class _InFlight:
     total: int | None
     done: int
     began: float
-    bar: tqdm[None] | None = None
+    bar: tqdm[Any] | None = None
     slot: int = -1
 
 
@@ -122,7 +110,7 @@ class TqdmProgress:
         self.jobs = jobs
         self._files: dict[int, _InFlight] = {}
         self._free_slots: list[int] = []
-        self._overall: tqdm[None] | None = None
+        self._overall: tqdm[Any] | None = None
         self._file_count = 0
         self._finished = 0
         self._failed = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
-from ._exceptions import ConnectionLost, ResumeRejected
+from ._exceptions import ConnectionLost, ResumeRejected, StorageError
 from ._integrity import Checksum, Hasher, hash_range
 from ._policy import ContentRange
 from ._storage import FilePaths, PartWriter, ResumeState
@@ -276,7 +276,7 @@ class SegmentedDownload:
         if snapshot == self._saved_snapshot:
             return
         state = ResumeState(self.url, self.validator, self.size, snapshot)
-        with contextlib.suppress(storage.StorageError):
+        with contextlib.suppress(StorageError):
             await asyncio.to_thread(storage.sync_and_save, self.paths, state)
             self._saved_snapshot = snapshot
 

@@ -184,6 +184,11 @@ def prepare_part(paths: FilePaths, offset: int) -> None:
         raise StorageError(msg) from exc
 
 
+def hashes_match(path: Path, checksum: Checksum) -> bool:
+    """Does the file's digest match? Blocking (hashes it all): run in a thread."""
+    return hash_file(path, checksum).hexdigest() == checksum.hexdigest
+
+
 def matches(path: Path, size: int | None, checksum: Checksum | None) -> bool | None:
     """Does the file at ``path`` hold what is expected? None: nothing to check.
 

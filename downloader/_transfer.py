@@ -170,13 +170,11 @@ def translated(url: str) -> Iterator[None]:
         msg = f"body cut short from {url}"
         raise ConnectionLost(msg, url=url) from exc
     except aiohttp.ClientConnectorCertificateError as exc:
-        err = TransferError(f"TLS certificate rejected for {url}: {exc}", url=url)
-        err.retryable = False
-        raise err from exc
+        msg = f"TLS certificate rejected for {url}: {exc}"
+        raise TransferError(msg, url=url, retryable=False) from exc
     except aiohttp.ClientSSLError as exc:
-        err = TransferError(f"TLS failed for {url}: {exc}", url=url)
-        err.retryable = False
-        raise err from exc
+        msg = f"TLS failed for {url}: {exc}"
+        raise TransferError(msg, url=url, retryable=False) from exc
     except aiohttp.ClientConnectorError as exc:  # before ClientOSError, its base
         msg = f"cannot connect to {url}: {exc.os_error.strerror or exc.os_error}"
         raise ConnectionLost(msg, url=url) from exc
@@ -184,9 +182,8 @@ def translated(url: str) -> Iterator[None]:
         msg = f"connection lost to {url}: {exc}"
         raise ConnectionLost(msg, url=url) from exc
     except aiohttp.InvalidURL as exc:
-        err = TransferError(f"invalid URL {url}", url=url)
-        err.retryable = False
-        raise err from exc
+        msg = f"invalid URL {url}"
+        raise TransferError(msg, url=url, retryable=False) from exc
     except aiohttp.ClientError as exc:
         msg = f"{type(exc).__name__} from {url}: {exc}"
         raise TransferError(msg, url=url) from exc
@@ -232,12 +229,12 @@ async def open_stream(
             if response.status in _REDIRECTS and "Location" in response.headers:
                 target = urljoin(current, response.headers["Location"])
                 if urlsplit(target).scheme not in ("http", "https"):
-                    err = TransferError(
-                        f"redirect from {current} to a non-http(s) URL {target}",
+                    msg = f"redirect from {current} to a non-http(s) URL {target}"
+                    raise TransferError(
+                        msg,
                         url=url,
+                        retryable=False,
                     )
-                    err.retryable = False
-                    raise err
                 if not _same_origin(url, target):
                     sent = {}  # credentials never follow to another host
                 current = target
@@ -251,6 +248,5 @@ async def open_stream(
             return
         finally:
             response.release()
-    err = TransferError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url)
-    err.retryable = False
-    raise err
+    msg = f"more than {MAX_REDIRECTS} redirects from {url}"
+    raise TransferError(msg, url=url, retryable=False)

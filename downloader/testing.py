@@ -122,8 +122,7 @@ class FileServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        bound = sockets[0].getsockname()[1]
+        bound = self._runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound}"
         return self.base_url
 

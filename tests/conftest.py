@@ -11,11 +11,16 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from downloader.testing import FileServer, make_bytes
+from downloader.testing import FileServer, RequestRecord, make_bytes
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def gets(origin: FileServer, name: str) -> list[RequestRecord]:
+    """The GET requests the server saw for ``name``, in arrival order."""
+    return [r for r in origin.requests_for(name) if r.method == "GET"]
 
 
 def file_sha256(path: Path) -> str:

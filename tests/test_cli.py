@@ -114,7 +114,9 @@ def leftovers(dest: Path) -> list[str]:
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*.part*"))
 
 
-def assert_bytes(dest: Path, origin: FileServer, name: str, path: str | None = None):
+def assert_bytes(
+    dest: Path, origin: FileServer, name: str, path: str | None = None
+) -> None:
     final = dest / (path or name)
     assert final.is_file(), f"{final} missing"
     assert file_sha256(final) == sha256(origin.files[name]), f"{final}: wrong bytes"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -13,11 +14,7 @@ import downloader
 from downloader import Checksum, Downloader, DownloadFailed, Entry, ManifestError
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import file_sha256, sha256
-
-
-def gets(origin: FileServer, name: str):
-    return [r for r in origin.requests_for(name) if r.method == "GET"]
+from .conftest import file_sha256, gets, sha256
 
 
 async def test_many_files_with_few_workers(origin: FileServer, tmp_path: Path) -> None:
@@ -215,7 +212,7 @@ async def test_bad_entries_raise_before_any_request(
 
 
 async def test_manifest_path_and_report_fields(
-    origin: FileServer, tmp_path: Path, write_manifest
+    origin: FileServer, tmp_path: Path, write_manifest: Callable[..., Path]
 ) -> None:
     data = origin.files["blob.bin"]
     manifest = write_manifest(
@@ -294,7 +291,7 @@ async def test_reader_never_runs_far_ahead_of_the_workers(
     finished = 0
     worst = 0
 
-    def entries():
+    def entries() -> Iterator[Entry]:
         nonlocal pulled
         for i in range(200):
             pulled += 1

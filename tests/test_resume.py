@@ -6,27 +6,45 @@ from pathlib import Path
 
 import pytest
 
-from downloader import Checksum, Downloader, Entry
+from downloader import Checksum, Downloader, Entry, Result
 from downloader._storage import FilePaths, ResumeState, save_state
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import file_sha256, sha256
+from .conftest import file_sha256, gets, sha256
+
+
+def leave_part(
+    origin: FileServer,
+    dest: Path,
+    name: str,
+    content: bytes,
+    *,
+    validator: str | bool | None = True,
+    size: int | bool | None = True,
+) -> None:
+    """What an earlier, interrupted run leaves: ``content`` in the part, and state.
+
+    ``validator=True`` records the server's current ETag, ``size=True`` its size.
+    """
+    paths = FilePaths.under(dest, name)
+    paths.part.write_bytes(content)
+    etag = origin._state[name].etag if validator is True else validator or None
+    total = len(origin.files[name]) if size is True else size or None
+    save_state(paths.state, ResumeState(origin.url(name), etag, total))
 
 
 def leftovers(dest: Path) -> list[str]:
     return sorted(p.name for p in dest.rglob("*.part*"))
 
 
-async def fetch(origin: FileServer, dest: Path, entry: Entry, **options: object):
+async def fetch(
+    origin: FileServer, dest: Path, entry: Entry, **options: object
+) -> Result:
     options.setdefault("retries", 2)
     options.setdefault("timeout", 5)
     async with Downloader(dest, **options) as dl:  # type: ignore[arg-type]
         report = await dl.download([entry])
     return report.results[0]
-
-
-def gets(origin: FileServer, name: str):
-    return [r for r in origin.requests_for(name) if r.method == "GET"]
 
 
 async def test_resumes_after_drop_with_range_and_if_range(
@@ -68,12 +86,7 @@ async def test_resumes_part_left_by_earlier_run(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(data[:100_000])
-    save_state(
-        paths.state,
-        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
-    )
+    leave_part(origin, tmp_path, "blob.bin", data[:100_000])
     result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
 
     assert result.status == "downloaded"
@@ -86,12 +99,7 @@ async def test_changed_file_restarts_from_zero_not_spliced(
     origin: FileServer, tmp_path: Path
 ) -> None:
     old = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(old[:100_000])
-    save_state(
-        paths.state,
-        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(old)),
-    )
+    leave_part(origin, tmp_path, "blob.bin", old[:100_000])
     new = make_bytes(300_000, "changed")
     origin.set_file("blob.bin", new)
     result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
@@ -105,12 +113,7 @@ async def test_server_ignoring_range_gets_restart_not_append(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(data[:100_000])
-    save_state(
-        paths.state,
-        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
-    )
+    leave_part(origin, tmp_path, "blob.bin", data[:100_000])
     origin.faults["blob.bin"] = Faults(ignore_range=True)
     result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
 
@@ -123,12 +126,7 @@ async def test_206_at_wrong_offset_is_never_written(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(data[:100_000])
-    save_state(
-        paths.state,
-        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
-    )
+    leave_part(origin, tmp_path, "blob.bin", data[:100_000])
     origin.faults["blob.bin"] = Faults(wrong_range_start=50_000)
     result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
 
@@ -142,9 +140,8 @@ async def test_no_validator_and_no_checksum_restarts(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(b"x" * 100_000)  # garbage: must not be kept
-    save_state(paths.state, ResumeState(origin.url("blob.bin"), None, len(data)))
+    leave_part(origin, tmp_path, "blob.bin", b"x" * 100_000, validator=None)
+    # garbage without a validator: must not be kept
     result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
 
     assert result.status == "downloaded"
@@ -176,12 +173,7 @@ async def test_complete_part_killed_before_rename_is_published_without_request(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["blob.bin"]
-    paths = FilePaths.under(tmp_path, "blob.bin")
-    paths.part.write_bytes(data)
-    save_state(
-        paths.state,
-        ResumeState(origin.url("blob.bin"), origin._state["blob.bin"].etag, len(data)),
-    )
+    leave_part(origin, tmp_path, "blob.bin", data)
     entry = Entry(origin.url("blob.bin"), checksum=Checksum("sha256", sha256(data)))
     result = await fetch(origin, tmp_path, entry)
 
@@ -195,12 +187,7 @@ async def test_part_longer_than_file_restarts(
     origin: FileServer, tmp_path: Path
 ) -> None:
     data = origin.files["small.bin"]
-    paths = FilePaths.under(tmp_path, "small.bin")
-    paths.part.write_bytes(data + b"extra" * 1000)
-    save_state(
-        paths.state,
-        ResumeState(origin.url("small.bin"), origin._state["small.bin"].etag, None),
-    )
+    leave_part(origin, tmp_path, "small.bin", data + b"extra" * 1000, size=None)
     result = await fetch(origin, tmp_path, Entry(origin.url("small.bin")))
 
     assert result.status == "downloaded"

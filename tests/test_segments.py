@@ -23,13 +23,9 @@ from downloader._storage import segments_cover
 from downloader._transfer import Answer
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import file_sha256, sha256
+from .conftest import file_sha256, gets, sha256
 
 MB = 1_000_000
-
-
-def gets(origin: FileServer, name: str):
-    return [r for r in origin.requests_for(name) if r.method == "GET"]
 
 
 def seg(start: int, pos: int, end: int, *, busy: bool = True) -> Segment:
@@ -86,7 +82,9 @@ def test_contiguous_prefix(triples: list[tuple[int, int, int]], expected: int) -
         ([(0, 5, 10)], 20, False),  # does not reach the size
     ],
 )
-def test_segments_cover(triples, size: int, ok: bool) -> None:
+def test_segments_cover(
+    triples: list[tuple[int, int, int]], size: int, ok: bool
+) -> None:
     assert segments_cover(tuple(triples), size) is ok
 
 
@@ -284,7 +282,7 @@ async def saved_bytes(state: Path, at_least: int, timeout: float = 20) -> int:
     while time.monotonic() < deadline:
         try:
             raw = json.loads(state.read_text())
-            got = sum(s - a for a, s, _ in raw.get("segments") or [])
+            got: int = sum(s - a for a, s, _ in raw.get("segments") or [])
             if got >= at_least:
                 return got
         except (OSError, ValueError):
