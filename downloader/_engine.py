@@ -263,7 +263,14 @@ class Downloader:
             return Result(
                 entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
             )
-        return await self._fetch_with_retries(key, entry, paths, began)
+        try:
+            lock = storage.PartLock(paths)
+        except StorageError as exc:  # another process is on this very file
+            return Result(
+                entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
+            )
+        with lock:
+            return await self._fetch_with_retries(key, entry, paths, began)
 
     def _context(self) -> RunContext:
         assert self._session is not None

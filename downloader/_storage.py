@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import StorageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; parts are not locked there
+    fcntl = None  # type: ignore[assignment]
 from ._integrity import Checksum, Hasher, hash_file
 
 STATE_VERSION = 2
@@ -48,6 +53,58 @@ class FilePaths:
         except ValueError as exc:
             raise StorageError(str(exc)) from None
         return cls.of(dest, relative)
+
+
+class PartLock:
+    """An exclusive OS lock on ``FINAL.part.lock`` while this process works on it.
+
+    ``flock`` dies with its process, so no stale lock ever blocks a later run.
+    Taking it does not wait: a second process on the same destination gets a
+    clear error for this file instead of interleaving writes into one part.
+    """
+
+    def __init__(self, paths: FilePaths) -> None:
+        self.path = Path(os.fspath(paths.part) + ".lock")
+        self._fd = -1
+        for _ in range(3):  # a holder may unlink the file between open and flock
+            fd = self._open_and_lock(paths)
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self._fd = fd
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        msg = f"cannot lock {self.path}: it keeps being replaced"
+        raise StorageError(msg)
+
+    def _open_and_lock(self, paths: FilePaths) -> int:
+        try:
+            make_folder(paths.final.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            msg = f"cannot create {self.path}: {exc.strerror}"
+            raise StorageError(msg) from exc
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            msg = (
+                f"another downloader process is working on {paths.final} "
+                f"(it holds {self.path.name}); run again once it has finished"
+            )
+            raise StorageError(msg) from None
+        return fd
+
+    def __enter__(self) -> PartLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Unlink while still holding the lock, so nobody locks a file in limbo."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self._fd)
 
 
 class InsideCheck:

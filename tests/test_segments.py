@@ -360,3 +360,37 @@ async def test_changed_file_between_runs_restarts(
 
     assert code == 0, err
     assert file_sha256(dest / "seg.bin") == sha256(new)  # never a splice of both
+
+
+async def test_two_processes_on_one_destination_never_interleave(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    files = {f"p{i}.bin": make_bytes(1_500_000, f"two-{i}") for i in range(3)}
+    for name, data in files.items():
+        origin.set_file(name, data)
+        origin.faults[name] = Faults(rate=MB)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"url": origin.url(n), "path": n, "sha256": sha256(d)}) + "\n"
+            for n, d in files.items()
+        )
+    )
+    dest = tmp_path / "d"
+    args = ("get", "-i", str(manifest), "-d", str(dest), "-s", "1", "--retries", "0")
+    (code_a, err_a), (code_b, err_b) = await asyncio.gather(
+        run_cli(*args), run_cli(*args)
+    )
+
+    # Whoever got a file's lock downloaded it; the other said so clearly.
+    assert {code_a, code_b} <= {0, 1}, (err_a, err_b)
+    combined = err_a + err_b
+    assert "Traceback" not in combined
+    if 1 in (code_a, code_b):
+        assert "another downloader process is working on" in combined
+    for name, data in files.items():
+        assert file_sha256(dest / name) == sha256(data)
+    assert not list(dest.glob("*.part*"))
+    code, err = await run_cli(*args)  # a rerun finds everything complete
+    assert code == 0, err
+    assert "3 skipped" in err
