@@ -406,8 +406,10 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
     if writer is not None:
         writer.close(summary)
     if stopped_by is not None:
+        # On a terminal the echoed ^C sits where the bars were: clear that line.
         _err(
-            f"\nstopped by {signal.Signals(stopped_by).name}: "
+            ("\r\033[K" if sys.stderr.isatty() else "")
+            + f"stopped by {signal.Signals(stopped_by).name}: "
             f"{summary.files} files finished; partial files kept. "
             "Run the same command again to resume."
         )
