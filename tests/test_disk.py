@@ -1,0 +1,105 @@
+"""The destination misbehaves: full disk, read-only, a directory in the way."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from downloader import Downloader, Entry
+from downloader.testing import FileServer, make_bytes
+
+from .conftest import file_sha256, sha256
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for the test (needs root, as CI has)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_full_disk_fails_that_file_clearly_and_keeps_the_rest(
+    origin: FileServer, small_disk: Path
+) -> None:
+    origin.set_file("huge.bin", make_bytes(3_000_000, "huge"))
+    entries = [origin.url("huge.bin"), origin.url("small.bin")]
+    async with Downloader(small_disk, jobs=1, retries=2) as dl:
+        report = await dl.download(entries)
+
+    by_path = {r.path: r for r in report.results}
+    huge = by_path["huge.bin"]
+    assert huge.status == "failed"
+    assert "No space left on device" in (huge.error or "")
+    assert huge.attempts == 1  # a disk error is not retried against the server
+    assert not (small_disk / "huge.bin").exists()
+    assert (small_disk / "huge.bin.part").exists()  # kept for a later resume
+    assert by_path["small.bin"].status in ("downloaded", "failed")
+    if by_path["small.bin"].status == "downloaded":
+        assert file_sha256(small_disk / "small.bin") == sha256(
+            origin.files["small.bin"]
+        )
+
+
+async def test_read_only_destination_fails_each_file_clearly(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions; a read-only mount would do")
+    dest = tmp_path / "ro"
+    dest.mkdir()
+    dest.chmod(0o500)
+    try:
+        async with Downloader(dest) as dl:
+            report = await dl.download([origin.url("small.bin")])
+    finally:
+        dest.chmod(0o700)
+    assert report.results[0].status == "failed"
+    assert "Permission denied" in (report.results[0].error or "")
+
+
+def remount_read_only(mount: Path) -> None:
+    done = subprocess.run(
+        ["mount", "-o", "remount,ro", str(mount)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {done.stderr.decode().strip()}")
+
+
+async def test_read_only_mount_fails_each_file_clearly(
+    origin: FileServer, small_disk: Path
+) -> None:
+    remount_read_only(small_disk)
+    async with Downloader(small_disk) as dl:
+        report = await dl.download([origin.url("small.bin")])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert "Read-only file system" in (result.error or "")
+    assert not (small_disk / "small.bin").exists()
+
+
+async def test_directory_in_the_way_fails_before_any_request(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    (tmp_path / "small.bin").mkdir()
+    async with Downloader(tmp_path) as dl:
+        report = await dl.download([Entry(origin.url("small.bin"))])
+
+    assert report.results[0].status == "failed"
+    assert "is a directory" in (report.results[0].error or "")
+    assert origin.log == []
