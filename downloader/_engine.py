@@ -23,9 +23,7 @@ from ._exceptions import (
 )
 from ._fetch import FileFetch, RunContext
 from ._models import Entry, Report, Result
-from ._policy import (
-    backoff_delay,
-)
+from ._policy import BACKOFF_BASE, backoff_delay
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._sources import EntriesLike, Sources
@@ -76,6 +74,8 @@ class Downloader:
         TLS trust: extra CA file, or no verification at all.
     raise_on_failure:
         Raise ``DownloadFailed`` from ``download`` when any file failed.
+    retry_wait:
+        Seconds before the first retry; doubles each time (with jitter).
     """
 
     def __init__(
@@ -98,6 +98,7 @@ class Downloader:
         ca_bundle: str | None = None,
         insecure: bool = False,
         raise_on_failure: bool = False,
+        retry_wait: float = BACKOFF_BASE,
     ) -> None:
         if jobs < 1 or per_host < 1 or max_connections < 1 or retries < 0:
             msg = "jobs, per_host and max_connections must be >= 1, retries >= 0"
@@ -115,6 +116,7 @@ class Downloader:
         self.overwrite = overwrite
         self.progress: ProgressSink = progress or NullProgress()
         self.raise_on_failure = raise_on_failure
+        self.retry_wait = retry_wait
         self._limiter = RateLimiter(limit_rate) if limit_rate else None
         self._ssl = make_ssl_context(ca_bundle, insecure)
         self._session = session
@@ -334,7 +336,7 @@ class Downloader:
                 turn += 1
             if failures > self.retries:
                 break
-            delay = backoff_delay(max(failures, 1), retry_after)
+            delay = backoff_delay(max(failures, 1), retry_after, base=self.retry_wait)
             log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)
             await asyncio.sleep(delay)
         return Result(

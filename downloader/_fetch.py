@@ -160,13 +160,17 @@ class FileFetch:
 
         A 206, or a 200 saying ``Accept-Ranges: bytes``; every extra segment's
         answer is then checked strictly, so a server that claims ranges but
-        cannot serve them only costs a restart on one stream.
+        cannot serve them only costs a restart on one stream. As for resuming,
+        a validator or a checksum is required: without either, a file that
+        changes on the server would be spliced from two versions.
         """
+        validator = pick_validator(answer.etag, answer.last_modified)
         return (
             self.may_split
             and offset == 0
             and (answer.status == 206 or answer.accepts_ranges)
             and total >= 2 * self.ctx.min_split_size
+            and (validator is not None or self.entry.checksum is not None)
         )
 
     async def _segmented(

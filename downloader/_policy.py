@@ -140,11 +140,12 @@ def backoff_delay(
     retry_after: float | None = None,
     *,
     rng: random.Random | None = None,
+    base: float = BACKOFF_BASE,
 ) -> float:
     """Exponential backoff with full jitter, never shorter than ``Retry-After``."""
     rng = rng or random.Random()
     doublings = min(max(failures - 1, 0), 32)  # 2**32 * base is past any cap
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2**doublings)
+    ceiling = min(BACKOFF_CAP, base * 2**doublings)
     delay = rng.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -50,7 +50,9 @@ class Faults:
     no_validators: bool = False  # send neither ETag nor Last-Modified
     no_length: bool = False  # chunked encoding, no Content-Length
     lie_length: int | None = None  # announce this Content-Length on 200 answers
+    change_after: int | None = None  # new content (and ETag) from request N+1 on
     ranges_seen: int = 0  # Range requests so far (kept by the server)
+    requests_seen: int = 0  # GET requests so far (kept by the server)
 
 
 @dataclass
@@ -168,6 +170,14 @@ class FileServer:
         if state is None:
             return web.Response(status=404, text="not found")
         faults = self.faults.setdefault(name, Faults())
+        if request.method == "GET":
+            faults.requests_seen += 1
+            if faults.change_after is not None and (
+                faults.requests_seen == faults.change_after + 1
+            ):
+                old = self.files[name]
+                self.set_file(name, make_bytes(len(old), f"{name}: changed"))
+                state = self._state[name]
         if faults.fail_times > 0:
             faults.fail_times -= 1
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}

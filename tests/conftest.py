@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,30 @@ from downloader.testing import FileServer, RequestRecord, make_bytes
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ScheduleTally:
+    """What the fault-schedule property test saw (printed after the run)."""
+
+    schedules: int = 0
+    files: int = 0
+    downloaded: int = 0
+    failed: int = 0
+    wrong_final_files: int = 0
+
+
+SCHEDULE_TALLY = ScheduleTally()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    t = SCHEDULE_TALLY
+    if t.schedules:
+        terminalreporter.write_line(
+            f"fault schedules: {t.schedules} run, {t.files} files, "
+            f"{t.downloaded} downloaded, {t.failed} failed, "
+            f"{t.wrong_final_files} wrong final files"
+        )
 
 
 def gets(origin: FileServer, name: str) -> list[RequestRecord]:
