@@ -40,6 +40,12 @@ class Segment:
     end: int  # shrinks when another connection takes over the tail
     saved: int
     busy: bool = False  # a connection is (or is about to be) working on it
+    writer: PartWriter | None = None  # while one is open: its saved is live
+
+    @property
+    def on_disk(self) -> int:
+        """End of the bytes written so far (live while a writer is open)."""
+        return self.writer.saved if self.writer is not None else self.saved
 
     @property
     def left(self) -> int:
@@ -224,6 +230,7 @@ class SegmentedDownload:
         self, seg: Segment, stream: Stream, yield_when_wanted: bool
     ) -> None:
         writer = PartWriter(self.paths.part, seg.pos)
+        seg.writer = writer
         try:
             async with writer:
                 async for chunk in stream.chunks():
@@ -243,6 +250,7 @@ class SegmentedDownload:
                         return  # the rest of the segment waits for a connection
         finally:
             seg.saved = writer.saved
+            seg.writer = None
         if seg.pos < seg.end:
             msg = f"connection for bytes {seg.start}-{seg.end - 1} ended at {seg.pos}"
             raise ConnectionLost(msg, url=self.url)
@@ -270,7 +278,7 @@ class SegmentedDownload:
 
     async def _checkpoint(self) -> None:
         snapshot = tuple(
-            (s.start, s.saved, s.end)
+            (s.start, s.on_disk, s.end)
             for s in sorted(self.segments, key=lambda s: s.start)
         )
         if snapshot == self._saved_snapshot:

@@ -351,6 +351,7 @@ def publish_renamed(paths: FilePaths, *, had_state: bool = True) -> None:
 
 BATCH_BYTES = 1024 * 1024  # measured: see README "Performance"
 BATCH_SECONDS = 0.2  # ...or this old, so slow connections still checkpoint often
+SLOW_GAP = 0.02  # chunks further apart than this are written as they arrive
 _closing: set[asyncio.Future[None]] = set()  # final writes under way (kept from GC)
 
 
@@ -372,6 +373,7 @@ class PartWriter:
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._batch_began = 0.0
+        self._last_chunk = 0.0
         self._written = offset
         self.saved = offset  # end of the bytes whose write has completed
         self._pending: asyncio.Future[None] | None = None
@@ -429,8 +431,13 @@ class PartWriter:
         self._batch.append(chunk)
         self._batch_bytes += len(chunk)
         self.position += len(chunk)
+        now = time.monotonic()
+        slow = now - self._last_chunk > SLOW_GAP  # a trickle: write it as it comes
+        self._last_chunk = now
+        idle = self._pending is None or self._pending.done()
         if (
-            self._batch_bytes >= BATCH_BYTES
+            (slow and idle)
+            or self._batch_bytes >= BATCH_BYTES
             or time.monotonic() - self._batch_began >= BATCH_SECONDS
         ):
             await self._submit()
