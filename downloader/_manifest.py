@@ -525,6 +525,9 @@ def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
             except json.JSONDecodeError as exc:
                 msg = f"not valid JSON: {exc.msg} (column {exc.colno})"
                 raise ManifestError(msg, source=source, line=number) from None
+            except RecursionError:
+                msg = "JSON nested too deeply"
+                raise ManifestError(msg, source=source, line=number) from None
 
 
 def _url_rows(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
@@ -598,6 +601,9 @@ def _load_json(
     except json.JSONDecodeError as exc:
         msg = f"not valid JSON: {exc.msg} (column {exc.colno})"
         raise ManifestError(msg, source=source, line=exc.lineno) from None
+    except RecursionError:  # hostile nesting: a clear error, not a traceback
+        msg = "JSON nested too deeply"
+        raise ManifestError(msg, source=source, line=1) from None
     start, defaults = _ws(text, 0), None
     if isinstance(doc, dict):
         at = _object_values(text, start)
