@@ -233,11 +233,15 @@ class FileServer:
             faults.stall_times -= 1
         sent = 0
         began = time.monotonic()
+        # Throttled: about 1/20 s of data per write, paced smoothly like a real
+        # rate-limiting server rather than in 64 KiB lumps.
+        step = _WRITE_BLOCK if not faults.rate else max(1024, int(faults.rate / 20))
+        step = min(step, _WRITE_BLOCK)
         while sent < limit:
             if stall and sent >= (faults.stall_after or 0):
                 await asyncio.sleep(faults.stall_seconds)
                 stall = False
-            block = body[sent : min(limit, sent + _WRITE_BLOCK)]
+            block = body[sent : min(limit, sent + step)]
             if stall:
                 block = block[: max(1, (faults.stall_after or 0) - sent)]
             try:

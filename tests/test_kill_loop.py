@@ -9,6 +9,7 @@ less than 1.5x the dataset: resumes reuse what earlier runs fetched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -21,7 +22,7 @@ from .conftest import file_sha256, sha256
 
 KILLS = 20
 FILE_SIZE = 4_000_000
-RATE = 150_000  # bytes/s per connection: every kill interrupts real work
+RATE = 100_000  # bytes/s per connection: the kills leave most of the data to do
 
 
 async def start_cli(manifest: Path, dest: Path) -> asyncio.subprocess.Process:
@@ -54,13 +55,15 @@ async def test_kill_loop_finishes_with_right_bytes_and_reuses_them(
     for _ in range(KILLS):
         proc = await start_cli(manifest, dest)
         await asyncio.sleep(rng.uniform(0.6, 1.3))
-        if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):  # it may have just finished
             proc.send_signal(signal.SIGKILL)
         await proc.wait()
         for name, data in files.items():  # never a wrong final file, at any moment
             if (dest / name).exists():
                 assert file_sha256(dest / name) == sha256(data)
 
+    done = [name for name in files if (dest / name).exists()]
+    assert len(done) < len(files), "the kills left no work for SIGINT and SIGTERM"
     for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         proc = await start_cli(manifest, dest)
         await asyncio.sleep(rng.uniform(0.8, 1.3))
