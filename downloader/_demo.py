@@ -65,6 +65,8 @@ def bundled_manifest() -> Path:
 
 def _free_port(preferred: int) -> int:
     with socket.socket() as s:
+        # as aiohttp binds: a previous demo's TIME_WAIT must not push us elsewhere
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((DEMO_HOST, preferred))
         except OSError:

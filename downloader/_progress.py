@@ -121,15 +121,9 @@ class TqdmProgress:
         self._known_total = total_bytes
         slots = max(1, min(self.jobs, files))
         self._free_slots = list(range(slots - 1, -1, -1))
-        self._overall = self._tqdm(
+        self._overall = self._bar(
             total=total_bytes,
             position=slots,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            dynamic_ncols=True,
-            file=self.stream,
-            mininterval=0.2,
             leave=True,
             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
             "[{elapsed}<{remaining}, {rate_fmt}]",
@@ -179,19 +173,25 @@ class TqdmProgress:
         elif self._free_slots and time.monotonic() - info.began > BAR_DELAY:
             info.slot = self._free_slots.pop()
             label = info.name if len(info.name) <= 30 else "…" + info.name[-29:]
-            info.bar = self._tqdm(
+            info.bar = self._bar(
                 total=info.total,
                 initial=info.done,
                 desc=label,
                 position=info.slot,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                dynamic_ncols=True,
-                file=self.stream,
-                mininterval=0.2,
                 leave=False,
             )
+
+    def _bar(self, **options: Any) -> tqdm[Any]:
+        """A byte-counting bar on our stream; callers add position and text."""
+        return self._tqdm(
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            dynamic_ncols=True,
+            file=self.stream,
+            mininterval=0.2,
+            **options,
+        )
 
     def _drop_bar(self, info: _InFlight) -> None:
         if info.bar is not None:
