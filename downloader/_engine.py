@@ -313,6 +313,9 @@ class Downloader:
             except StorageError as exc:
                 error: DownloadError = exc
                 break
+            except OSError as exc:  # disk trouble not yet named: fail this file only
+                error = StorageError(f"{paths.final}: {exc.strerror or exc}")
+                break
             except ResumeRejected as exc:
                 error, retry_after = exc, None
                 log.info("%s: %s; restarting from zero", entry.path, exc)

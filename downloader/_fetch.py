@@ -11,7 +11,13 @@ from functools import partial
 
 from . import _storage as storage
 from ._budget import ConnectionBudget, host_of
-from ._exceptions import HTTPStatusError, IntegrityError, ResumeRejected, TransferError
+from ._exceptions import (
+    HTTPStatusError,
+    IntegrityError,
+    ResumeRejected,
+    StorageError,
+    TransferError,
+)
 from ._integrity import hash_file
 from ._models import Entry
 from ._policy import (
@@ -312,7 +318,11 @@ def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeStat
     with contextlib.suppress(FileNotFoundError):
         paths.state.unlink()
     storage.prepare_part(paths, 0)
-    os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
+    try:
+        os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
+    except OSError as exc:  # e.g. an absurd Content-Length: EFBIG
+        msg = f"cannot make {paths.part} {total:,} bytes long: {exc.strerror}"
+        raise StorageError(msg) from exc
     validator = pick_validator(answer.etag, answer.last_modified)
     state = ResumeState(answer.url, validator, total, ((0, 0, total),))
     storage.save_state(paths.state, state)

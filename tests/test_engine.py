@@ -357,3 +357,40 @@ async def test_netrc_credentials_sent_only_to_their_host(
     assert gets(origin, "away.bin")[0].headers["Authorization"].startswith("Basic ")
     assert "Authorization" not in gets(origin, "small.bin")[0].headers
     assert file_sha256(tmp_path / "d/s.bin") == sha256(origin.files["small.bin"])
+
+
+@pytest.mark.parametrize(
+    ("lie", "expect_in_error"),
+    [
+        pytest.param(10**18, "bytes long", id="absurd-length"),
+        pytest.param(5_000_000, "", id="longer-than-sent"),
+    ],
+)
+async def test_lying_content_length_never_leaves_a_final_file(
+    origin: FileServer, tmp_path: Path, lie: int, expect_in_error: str
+) -> None:
+    origin.faults["big.bin"] = Faults(lie_length=lie)
+    # A body shorter than announced just stops: the read timeout ends each try.
+    async with Downloader(tmp_path, retries=1, retry_wait=0.01, timeout=0.5) as dl:
+        report = await dl.download([origin.url("big.bin")])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert expect_in_error in (result.error or "")
+    assert not (tmp_path / "big.bin").exists()
+
+
+async def test_length_that_contradicts_the_manifest_is_refused(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["big.bin"] = Faults(lie_length=100)
+    entry = Entry(origin.url("big.bin"), size=len(origin.files["big.bin"]))
+    async with Downloader(tmp_path, retries=1, retry_wait=0.01) as dl:
+        report = await dl.download([entry])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert "server announces 100 bytes, the manifest says 3000000" in (
+        result.error or ""
+    )
+    assert not (tmp_path / "big.bin").exists()
