@@ -23,7 +23,7 @@ from ._exceptions import (
 )
 from ._fetch import FileFetch, RunContext
 from ._models import Entry, Report, Result
-from ._policy import BACKOFF_BASE, backoff_delay
+from ._policy import BACKOFF_BASE, backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._sources import EntriesLike, Sources
@@ -337,7 +337,10 @@ class Downloader:
                 if tally.bytes == before:
                     failures += 1
                 turn += 1
-            if failures > self.retries:
+            # non-retryable errors left the loop above; these may be tried again
+            if not should_retry(
+                retryable=True, failures=failures, retries=self.retries
+            ):
                 break
             delay = backoff_delay(max(failures, 1), retry_after, base=self.retry_wait)
             log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)

@@ -492,8 +492,3 @@ def _pwrite_all(fd: int, batch: list[bytes], offset: int) -> None:
             views.pop(0)
         if done:
             views[0] = views[0][done:]
-
-
-async def run_blocking(func: Any, *args: Any) -> Any:
-    """Disk work off the event loop."""
-    return await asyncio.to_thread(func, *args)
