@@ -38,6 +38,7 @@ _SUFFIXES |= {".csv": "csv", ".tsv": "tsv"}
 _MAX_LINE = 1 << 20  # a longer "line" is a binary file, not a manifest
 _ENTRIES = "<entries>"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only JSON escapes can make one
 _URL_BAD = re.compile(r"[\s\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"[A-Za-z]:")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header name
@@ -67,8 +68,8 @@ def check_path(path: str) -> str:
     Raises
     ------
     ValueError
-        The path is empty, absolute, has a drive, a ``..``, a backslash or a
-        control character, or names no file.
+        The path is empty, absolute, has a drive, a ``..``, a backslash, a
+        control character or a lone surrogate, or names no file.
     """
     if not isinstance(path, str):
         msg = f"path must be a string, not {type(path).__name__}"
@@ -78,6 +79,8 @@ def check_path(path: str) -> str:
         msg = f"path {path!r} contains a NUL byte"
     elif _CONTROL.search(path):
         msg = f"path {path!r} contains a control character (CR, LF, tab...)"
+    elif _SURROGATE.search(path):
+        msg = f"path {path!r} is not valid Unicode (a lone surrogate escape)"
     elif _DRIVE.match(path):
         msg = f"path {path!r} starts with a Windows drive"
     elif "\\" in path:
@@ -377,9 +380,11 @@ def _unknown_field(name: object) -> str:
 
 
 # The common, plainly valid URL: scheme, a DNS name or IPv4 host, optional port,
-# then no whitespace or control characters. Anything else takes the full check.
+# then no whitespace, control characters or lone surrogates. Anything else takes
+# the full check.
 _PLAIN_URL = re.compile(
-    r"(?i:https?)://[A-Za-z0-9][A-Za-z0-9.-]*(?::(\d{1,5}))?(?:[/?][^\x00-\x20\x7f]*)?"
+    r"(?i:https?)://[A-Za-z0-9][A-Za-z0-9.-]*(?::(\d{1,5}))?"
+    r"(?:[/?][^\x00-\x20\x7f\ud800-\udfff]*)?"
 )
 
 
@@ -397,6 +402,9 @@ def _check_url(value: Any, what: str) -> str:
         raise ValueError(msg)
     if _URL_BAD.search(url):
         msg = f"{what} {url!r} contains whitespace or a control character"
+        raise ValueError(msg)
+    if _SURROGATE.search(url):
+        msg = f"{what} {url!r} is not valid Unicode (a lone surrogate escape)"
         raise ValueError(msg)
     try:
         parts = urlsplit(url)
@@ -479,6 +487,8 @@ def _headers(value: Any) -> dict[str, str]:
             msg = f"invalid header name {name!r}"
         elif _CONTROL.search(text.replace("\t", " ")):
             msg = f"header {name!r} value contains a control character"
+        elif _SURROGATE.search(name + text):
+            msg = f"header {name!r} is not valid Unicode (a lone surrogate escape)"
         else:
             continue
         raise ValueError(msg)

@@ -39,6 +39,8 @@ fragments = st.sampled_from(
         '"checksum": "sha256:zz"',
         '"md5": "0cc175b9c0f1b6a831c399e269772661"',
         '"headers": {"X": "a\\r\\nInjected: 1"}',
+        '"path": "a\\ud800"',  # a lone surrogate: valid JSON, not UTF-8
+        '{"url": "http://h.test/\\udc80"}',
         '"mirrors": ["ftp://h/x"]',
         "}",
         "]",
@@ -94,6 +96,8 @@ def test_any_input_parses_or_fails_with_file_and_line(
             assert ".." not in entry.path.split("/")
             assert not entry.path.startswith("/")
             assert "\x00" not in entry.path
+            entry.path.encode()  # UTF-8 all through: it can be a file name
+            entry.url.encode()
             for name, value in entry.headers.items():
                 assert "\r" not in name + value
                 assert "\n" not in name + value
@@ -109,6 +113,7 @@ def test_cli_never_prints_a_traceback_for_hostile_manifests(tmp_path: Path) -> N
         "encoded.txt": b"http://h.test/%2e%2e\n",
         "huge-line.jsonl": b'{"url": "http://h.test/' + b"a" * 2_000_000 + b'"}\n',
         "traversal.csv": b"url,path\nhttp://h.test/a,../../x\n",
+        "surrogate.jsonl": b'{"url": "http://h.test/a", "path": "\\ud800"}\n',
     }
     for name, content in hostile.items():
         path = tmp_path / name
