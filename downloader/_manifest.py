@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ._exceptions import ManifestError
 from ._integrity import Checksum
 from ._models import Entry, default_path
+from ._portable import length_problem
 from ._types import StrPath
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
@@ -69,7 +70,8 @@ def check_path(path: str) -> str:
     ------
     ValueError
         The path is empty, absolute, has a drive, a ``..``, a backslash, a
-        control character or a lone surrogate, or names no file.
+        control character or a lone surrogate, names no file, or is too long
+        for a filesystem (a name over 255 bytes, a path over 4000).
     """
     if not isinstance(path, str):
         msg = f"path must be a string, not {type(path).__name__}"
@@ -93,9 +95,14 @@ def check_path(path: str) -> str:
         msg = f"path {path!r} ends in '/'; it must name a file"
     else:
         parts = [part for part in path.split("/") if part not in ("", ".")]
-        if parts:
-            return "/".join(parts)
-        msg = f"path {path!r} names no file"
+        if not parts:
+            msg = f"path {path!r} names no file"
+        else:
+            normal = "/".join(parts)
+            problem = length_problem(normal)
+            if problem is None:
+                return normal
+            msg = problem
     raise ValueError(msg)
 
 

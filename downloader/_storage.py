@@ -35,6 +35,8 @@ class FilePaths:
         """The paths for ``relative`` under ``dest`` (no checks, no system calls)."""
         final = dest / relative
         text = os.fspath(final)  # string concatenation: much cheaper than with_name
+        # The longest name beside a file, FINAL.part.state.tmp, is what
+        # _portable.SIDECAR reserves room for: a longer one must update it.
         return cls(final, Path(text + ".part"), Path(text + ".part.state"))
 
     @classmethod
