@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,8 +21,10 @@ from urllib.parse import urlsplit
 from ._exceptions import ManifestError
 from ._integrity import Checksum
 from ._models import Entry, default_path
-from ._portable import length_problem
+from ._portable import fold, length_problem, windows_problem
 from ._types import StrPath
+
+log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
 _CHECKSUM_FIELDS = ("checksum", "sha256", "md5", "sha1", "sha512")
@@ -45,6 +48,7 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header name
 _DIGITS = re.compile(r"[0-9]+")
 _WS = re.compile(r"[ \t\n\r]*")
+MAX_WARNINGS_SHOWN = 10  # a million odd names must not flood the terminal
 
 
 def format_for(path: StrPath, fmt: str | None = None) -> str:
@@ -197,11 +201,13 @@ def iter_manifest(
 
 @dataclass(frozen=True, slots=True)
 class ManifestStats:
-    """What checking the manifests found: how many entries, how many bytes."""
+    """What checking the manifests found: entries, declared bytes, warnings."""
 
     count: int
     known_bytes: int  # sum of the sizes the entries declare
     all_sized: bool  # every entry declares a size, so known_bytes is the total
+    warnings: tuple[str, ...] = ()  # the first few, as "FILE:LINE: reason"
+    warning_count: int = 0  # all of them
 
 
 def check_manifests(
@@ -235,6 +241,10 @@ def check_manifests_stats(
     example one whose path leads out of the destination through a symlink).
     Memory stays at a 64-bit digest per entry; only when two digests match is
     a second pass made, keeping the paths behind those digests to confirm.
+
+    Paths that work here but not everywhere (a Windows device name such as
+    ``con.txt``, two paths only letter case tells apart) are warnings, not
+    errors: the first ``MAX_WARNINGS_SHOWN`` are logged and kept in the stats.
     """
     paths = list(paths)
     sizes = [0, 0]  # bytes declared, entries without a size (first pass only)
@@ -255,8 +265,12 @@ def check_manifests_stats(
                         ) from None
                 yield os.fspath(path), line, entry.path
 
-    count = _check_unique(rows, _digest or _path_digest)
-    return ManifestStats(count, sizes[0], sizes[1] == 0)
+    warnings = _Warnings()
+    count = _check_paths(rows, _digest or _path_digest, warnings)
+    warnings.log()
+    return ManifestStats(
+        count, sizes[0], sizes[1] == 0, tuple(warnings.shown), warnings.count
+    )
 
 
 def check_entries(
@@ -268,6 +282,8 @@ def check_entries(
     """Check entries given in code the way :func:`check_manifests` does.
 
     ``entries`` must be re-iterable (a list, a tuple): it may be read twice.
+
+    Portability warnings are logged as for manifests.
 
     Raises
     ------
@@ -290,7 +306,9 @@ def check_entries(
                 raise ManifestError(str(exc), source=source, line=index) from None
             yield source, index, path
 
-    _check_unique(rows, _path_digest)
+    warnings = _Warnings()
+    _check_paths(rows, _path_digest, warnings)
+    warnings.log()
 
 
 def coerce_entries(
@@ -334,27 +352,73 @@ def _path_digest(path: str) -> int:
     return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest())
 
 
-def _check_unique(
-    rows: Callable[[], Iterator[tuple[str, int, str]]], digest: Callable[[str], int]
+class _Warnings:
+    """Warnings about entries: all counted, the first few kept to be shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, source: str, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_WARNINGS_SHOWN:
+            self.shown.append(f"{source}:{line}: {reason}")
+
+    def log(self) -> None:
+        for text in self.shown:
+            log.warning("%s", text)
+        if self.count > len(self.shown):
+            log.warning("... and %d more such warnings", self.count - len(self.shown))
+
+
+def _check_paths(
+    rows: Callable[[], Iterator[tuple[str, int, str]]],
+    digest: Callable[[str], int],
+    warnings: _Warnings,
 ) -> int:
+    """Count the rows; refuse a repeated path, warn about unportable ones.
+
+    The first pass keeps a digest of each path as case-insensitive, normalising
+    filesystems (macOS, Windows) see it. Only if two digests meet, a second
+    pass tells an exact repeat (an error: one file, two entries) from paths
+    that differ only in letter case or Unicode form (a warning: two files
+    here, one there).
+    """
     seen: set[int] = set()
     twice: set[int] = set()
     count = 0
-    for _, _, path in rows():
+    for source, line, path in rows():
         count += 1
-        key = digest(path)
+        key = digest(fold(path))
         (twice if key in seen else seen).add(key)
+        if (problem := windows_problem(path)) is not None:
+            warnings.add(
+                source, line, f"path {path!r} will not work on Windows: {problem}"
+            )
     seen.clear()
     if twice:  # second pass: keep exact paths for suspect digests only
         first: dict[str, tuple[str, int]] = {}
+        folded: dict[str, tuple[str, str, int]] = {}
         for source, line, path in rows():
-            if digest(path) not in twice:
+            same = fold(path)
+            if digest(same) not in twice:
                 continue
             if path in first:
                 where, at = first[path]
                 msg = f"path {path!r} is already the output of {where}:{at}"
                 raise ManifestError(msg, source=source, line=line)
             first[path] = (source, line)
+            if same not in folded:
+                folded[same] = (path, source, line)
+                continue
+            other, where, at = folded[same]
+            warnings.add(
+                source,
+                line,
+                f"path {path!r} and path {other!r} ({where}:{at}) differ only in "
+                "letter case or Unicode form: two files here, but one file on "
+                "macOS and Windows, where the later would overwrite the earlier",
+            )
     return count
 
 

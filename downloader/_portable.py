@@ -1,12 +1,24 @@
-"""Paths that work on every filesystem: name and path lengths."""
+"""Paths that work on every filesystem: name lengths, Windows names, case folding."""
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS, most others)
 PATH_MAX = 4000  # bytes in a relative path: Linux allows 4096, --dest included
 # The longest name kept beside a file while it downloads (see _storage): the
 # final name must leave room for it, or the download fails at the first write.
 SIDECAR = ".part.state.tmp"
+
+_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"}
+)
+_WINDOWS_CHARS = re.compile(r'[<>:"|?*]')
+# A part that may start with a device name: a cheap filter before the exact
+# check, since manifests hold millions of paths and almost none of these.
+_MAYBE_DEVICE = re.compile(r"(?<![^/])(?:con|prn|aux|nul|com|lpt)", re.IGNORECASE)
 
 
 def length_problem(path: str) -> str | None:
@@ -32,6 +44,49 @@ def length_problem(path: str) -> str | None:
             f"beside it while it downloads needs {len(SIDECAR)} more)"
         )
     return None
+
+
+def windows_problem(path: str) -> str | None:
+    """Why ``path`` cannot be created on Windows (it is fine here), or None.
+
+    Device names (``CON``, ``nul.txt``, ``COM1``...) in any letter case and with
+    any extension, names ending in a dot or a space, and ``<>:"|?*``.
+    """
+    suspect = (
+        _WINDOWS_CHARS.search(path)
+        or path.endswith((".", " "))
+        or "./" in path
+        or " /" in path
+        or _MAYBE_DEVICE.search(path)
+    )
+    if not suspect:
+        return None
+    for part in path.split("/"):
+        if (problem := part_problem(part)) is not None:
+            return problem
+    return None
+
+
+def part_problem(part: str) -> str | None:
+    """Why Windows refuses this one name (``windows_problem`` without a filter)."""
+    if part[-1:] in (".", " "):
+        return f"{part!r} ends in {'a dot' if part[-1] == '.' else 'a space'}"
+    if _WINDOWS_CHARS.search(part):
+        return f'{part!r} contains one of the characters <>:"|?*'
+    if part.partition(".")[0].rstrip(" ").upper() in _DEVICES:
+        return f"{part!r} is a reserved device name"
+    return None
+
+
+def fold(path: str) -> str:
+    """The key under which case-insensitive, normalising filesystems store ``path``.
+
+    macOS (APFS, HFS+) and Windows (NTFS) store ``A.txt`` and ``a.txt``, or ``é``
+    composed and decomposed, as one file: Unicode NFC, then ``casefold``.
+    """
+    if path.isascii():
+        return path.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
 def _short(name: str) -> str:
