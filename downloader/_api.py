@@ -7,6 +7,7 @@ from typing import Any
 
 from ._engine import Downloader
 from ._models import Report
+from ._shard import ShardLike
 from ._sources import EntriesLike
 from ._types import StrPath
 
@@ -16,6 +17,7 @@ def download(
     dest: StrPath = ".",
     *,
     fmt: str | None = None,
+    shard: ShardLike | None = None,
     **options: Any,
 ) -> Report:
     """Download ``entries`` into ``dest`` and return the report (blocking).
@@ -28,6 +30,9 @@ def download(
         Root folder for the files.
     fmt:
         Manifest format when the extension cannot tell.
+    shard:
+        ``"K/N"``: only the entries shard K of N owns (a stable hash of the
+        output path), for job arrays that split one manifest N ways.
     **options:
         Any keyword of ``Downloader`` (``jobs``, ``retries``, ``progress`` ...).
 
@@ -43,6 +48,6 @@ def download(
 
     async def run() -> Report:
         async with Downloader(dest, **options) as dl:
-            return await dl.download(entries, fmt=fmt)
+            return await dl.download(entries, fmt=fmt, shard=shard)
 
     return asyncio.run(run())

@@ -26,6 +26,7 @@ from ._models import Entry, Report, Result
 from ._policy import BACKOFF_BASE, backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
+from ._shard import ShardLike
 from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, InsideCheck
 from ._transfer import Environment, Session, make_session, make_ssl_context
@@ -147,8 +148,16 @@ class Downloader:
             await self._session.close()
             self._session = None
 
-    async def download(self, entries: EntriesLike, *, fmt: str | None = None) -> Report:
+    async def download(
+        self,
+        entries: EntriesLike,
+        *,
+        fmt: str | None = None,
+        shard: ShardLike | None = None,
+    ) -> Report:
         """Fetch every entry; returns the report once all are done.
+
+        ``shard="K/N"`` keeps only the entries shard K of N owns (see ``stream``).
 
         Raises
         ------
@@ -159,7 +168,8 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        async with contextlib.aclosing(self.stream(entries, fmt=fmt)) as results:
+        results = self.stream(entries, fmt=fmt, shard=shard)
+        async with contextlib.aclosing(results):
             async for result in results:
                 report.add(result)
         report.summary.seconds = time.monotonic() - began
@@ -168,7 +178,11 @@ class Downloader:
         return report
 
     async def stream(
-        self, entries: EntriesLike, *, fmt: str | None = None
+        self,
+        entries: EntriesLike,
+        *,
+        fmt: str | None = None,
+        shard: ShardLike | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
@@ -176,11 +190,15 @@ class Downloader:
         then at most a few entries per worker are held in memory at a time.
         A consumer that may stop early should wrap this in
         ``contextlib.aclosing`` so the workers stop at once.
+
+        ``shard="K/N"`` (or ``(K, N)``) keeps only the entries whose output
+        path hashes to shard K of N, so N runs of one manifest fetch each file
+        exactly once between them, whatever the manifest order.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
-        sources = Sources.of(entries, fmt=fmt)
+        sources = Sources.of(entries, fmt=fmt, shard=shard)
         count, total_bytes = await asyncio.to_thread(sources.check, self.dest)
         self.dest.mkdir(parents=True, exist_ok=True)
         self.progress.run_started(count, total_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from ._manifest import (
     iter_manifest,
 )
 from ._models import Entry
+from ._shard import Shard, ShardLike
 from ._storage import InsideCheck
 
 EntriesLike: TypeAlias = (
@@ -29,31 +31,47 @@ def looks_like_url(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Sources:
-    """Manifest files (read twice: once to check, once to transfer) plus entries."""
+    """Manifest files (read twice: once to check, once to transfer) plus entries.
+
+    With a ``shard``, only the entries that shard owns are counted and yielded.
+    """
 
     manifests: tuple[Path, ...] = ()
     entries: tuple[Entry, ...] = ()
     fmt: str | None = None
     label: str = "<entries>"  # how errors name the entries given directly
+    shard: Shard | None = None
 
     @classmethod
-    def of(cls, given: EntriesLike, *, fmt: str | None = None) -> Sources:
+    def of(
+        cls,
+        given: EntriesLike,
+        *,
+        fmt: str | None = None,
+        shard: ShardLike | None = None,
+    ) -> Sources:
         """Accept a manifest path, URL strings, field dicts or Entry objects.
 
         Raises
         ------
         ManifestError
             An entry given in code is unusable.
+        ValueError
+            ``shard`` is not ``"K/N"`` with 0 <= K < N.
         """
+        part = None if shard is None else Shard.parse(shard)
         if isinstance(given, Sources):
-            return given
+            return given if part is None else dataclasses.replace(given, shard=part)
         if isinstance(given, os.PathLike) or (
             isinstance(given, str) and not looks_like_url(given)
         ):
-            return cls(manifests=(Path(given),), fmt=fmt)
+            return cls(manifests=(Path(given),), fmt=fmt, shard=part)
         if isinstance(given, str):
             given = [given]
-        return cls(entries=tuple(coerce_entries(given)), fmt=fmt)
+        return cls(entries=tuple(coerce_entries(given)), fmt=fmt, shard=part)
+
+    def owns(self, entry: Entry) -> bool:
+        return self.shard is None or self.shard.owns(entry.path)
 
     def check(self, dest: Path | None = None) -> tuple[int, int | None]:
         """Validate everything; returns (entry count, total bytes if all sizes known).
@@ -66,27 +84,35 @@ class Sources:
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
         inside = InsideCheck(dest) if dest is not None else None
+        owned = [0, 0, 0]  # entries, bytes declared, entries without a size
 
         def check_entry(entry: Entry) -> None:
+            if not self.owns(entry):
+                return
             if inside is not None:
                 inside(entry.path)
+            owned[0] += 1
+            if entry.size is None:
+                owned[2] += 1
+            else:
+                owned[1] += entry.size
 
-        stats = check_manifests_stats(
+        check_manifests_stats(
             list(self.manifests), fmt=self.fmt, check_entry=check_entry
         )
         check_entries(self.entries, source=self.label, check_entry=check_entry)
-        sizes = [e.size for e in self.entries]
-        all_sized = stats.all_sized and None not in sizes
-        total = stats.known_bytes + sum(s or 0 for s in sizes) if all_sized else None
         if self.manifests and self.entries:
             _check_across(self)
-        return stats.count + len(self.entries), total
+        return owned[0], (owned[1] if owned[2] == 0 else None)
 
     def __iter__(self) -> Iterator[Entry]:
         for manifest in self.manifests:
             for _, entry in iter_manifest(manifest, fmt=self.fmt):
+                if self.owns(entry):
+                    yield entry
+        for entry in self.entries:
+            if self.owns(entry):
                 yield entry
-        yield from self.entries
 
 
 def _check_across(sources: Sources) -> None:
