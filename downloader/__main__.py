@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from ._cli import main
 
-raise SystemExit(main())
+# Guarded: worker processes started by spawn (Dask, multiprocessing) import this.
+if __name__ == "__main__":
+    raise SystemExit(main())

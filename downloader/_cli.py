@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,6 +22,7 @@ from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
+from ._shard import Shard
 from ._sources import Sources, looks_like_url
 from ._version import __version__
 
@@ -83,6 +85,27 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cluster(text: str) -> str:
+    if text.startswith("local:"):
+        rest = text.removeprefix("local:")
+        if rest.isdigit() and int(rest) >= 1:
+            return text
+    elif "://" in text:
+        return text
+    msg = (
+        f"want local:N (N worker processes here) or a scheduler address "
+        f"like tcp://HOST:8786, got {text!r}"
+    )
+    raise argparse.ArgumentTypeError(msg)
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or any(c in text for c in "\r\n"):
@@ -121,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=FORMATS,
         help="manifest format when the file extension cannot tell",
+    )
+    inputs.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="only the entries shard K of N owns (K counts from 0; by a stable "
+        "hash of each path): run N copies, K = 0..N-1, to split one manifest",
     )
     inputs.add_argument(
         "-j",
@@ -214,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="skip TLS verification (dangerous; warns)",
+    )
+    scale = get.add_argument_group("scaling out (needs the dask extra)")
+    scale.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ADDR",
+        help="run shards on Dask: local:N starts N worker processes here, "
+        "tcp://HOST:PORT uses a running scheduler; -j, --per-host and "
+        "--max-connections are shared out over the workers",
     )
     out = get.add_argument_group("output")
     out.add_argument(
@@ -317,7 +356,9 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
                 raise _Usage(msg)
         entries = tuple(coerce_entries(urls, source="command line URL")) if urls else ()
         fmt = args.format or (_sniff(spooled) if spooled else None)
-        yield Sources(tuple(manifests), entries, fmt, label="command line URL")
+        yield Sources(
+            tuple(manifests), entries, fmt, label="command line URL", shard=args.shard
+        )
     finally:
         if spooled is not None:
             with contextlib.suppress(OSError):
@@ -374,10 +415,12 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         "limit_rate": args.limit_rate,
         "headers": headers,
         "overwrite": args.overwrite,
-        "progress": _make_progress(args),
         "ca_bundle": args.ca_bundle,
         "insecure": args.insecure,
     }
+    if args.cluster:
+        return _run_on_cluster(args, sources, options)
+    options["progress"] = _make_progress(args)
     writer = _ReportWriter(Path(args.report)) if args.report else None
     summary = Summary()
     failures: list[Result] = []
@@ -416,6 +459,101 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
     _print_summary(summary, failures, quiet=args.quiet)
     return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during a cluster run (raised in the main thread)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _run_on_cluster(
+    args: argparse.Namespace, sources: Sources, options: dict[str, Any]
+) -> int:
+    """``get --cluster``: shards on Dask, one overall bar, one merged report."""
+    from ._progress import OverallBar
+    from .distributed import ClusterRun, ProgressUpdate
+
+    _quiet_dask()
+
+    if args.shard is not None:
+        msg = (
+            "--cluster makes its own shards; --shard is for separate runs "
+            "(job arrays), so give one or the other"
+        )
+        raise _Usage(msg)
+    writer = _ReportWriter(Path(args.report)) if args.report else None
+    summary = Summary()
+    failures: list[Result] = []
+    show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    bar: OverallBar | None = None
+    stopped_by: int | None = None
+    began = time.monotonic()
+    handlers = {
+        sig: signal.signal(sig, _raise_stopped)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    def show(update: ProgressUpdate) -> None:
+        if bar is not None:
+            shards = f"{update.shards_done}/{update.shards} shards"
+            live = update.failed if show_bar else []
+            bar.advance(update.bytes, update.dropped, update.finished, live, shards)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            run = ClusterRun(sources, args.dest, cluster=args.cluster)
+            try:
+                stack.enter_context(run)
+            except (ImportError, OSError, ValueError) as exc:
+                msg = f"--cluster {args.cluster}: {exc}"
+                raise _Usage(msg) from None
+            bar = OverallBar(
+                sys.stderr, files=run.count, total_bytes=run.total_bytes, bar=show_bar
+            )
+            stack.callback(bar.close)  # first, so Dask's shutdown lines come after
+            for result in run.results(options, on_progress=show):
+                summary.add(result)
+                if result.status == "failed" and len(failures) < MAX_FAILURES_LISTED:
+                    failures.append(result)
+                if writer is not None:
+                    writer.add(result)
+                if not show_bar and (not args.quiet or result.status == "failed"):
+                    bar.write(describe(result))
+    except _Stopped as stop:
+        stopped_by = stop.signum
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        summary.seconds = time.monotonic() - began
+    if writer is not None:
+        writer.close(summary)
+    if stopped_by is not None:
+        finished = bar.finished if bar is not None else 0
+        _err(
+            f"stopped by {signal.Signals(stopped_by).name}: {finished} files "
+            "finished; partial files kept. Run the same command again to resume."
+        )
+        return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
+    _print_summary(summary, failures, quiet=args.quiet)
+    return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
+
+
+def _quiet_dask() -> None:
+    """Keep Dask's warnings (a worker died...) but not its INFO start-up chatter."""
+    try:
+        import distributed  # noqa: F401 - its import sets its loggers' levels
+    except ImportError:
+        return  # ClusterRun says how to install it
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _run_until_signal(coro: Any) -> int | None:

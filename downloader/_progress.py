@@ -224,3 +224,70 @@ class TqdmProgress:
             self._overall.clear()  # its live line sits below; the final one prints here
             self._overall.close()
             self._overall = None
+
+
+class OverallBar:
+    """One bar for a whole run fed with totals (a cluster run: no per-file bars).
+
+    Without a terminal it prints only the failures and a line per ``note``.
+    """
+
+    def __init__(
+        self, stream: TextIO, *, files: int, total_bytes: int | None, bar: bool
+    ) -> None:
+        self.stream = stream
+        self.files = files
+        self.finished = 0
+        self.failed = 0
+        self._bar: tqdm[Any] | None = None
+        if bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                dynamic_ncols=True,
+                file=stream,
+                mininterval=0.2,
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                "[{elapsed}<{remaining}, {rate_fmt}]",
+            )
+            self._describe("")
+
+    def advance(
+        self, n: int, dropped: int, finished: int, failed: list[str], status: str
+    ) -> None:
+        """``n`` more bytes (negative after a restart), ``dropped`` bytes that
+        will not come (skipped or failed files), files finished, failures."""
+        self.finished += finished
+        self.failed += len(failed)
+        for line in failed:
+            self.write(line)
+        if self._bar is not None:
+            if dropped and self._bar.total is not None:
+                self._bar.total = max(0, self._bar.total - dropped)
+            self._bar.n = max(0, self._bar.n + n)
+            self._describe(status)
+            self._bar.refresh()
+
+    def write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _describe(self, status: str) -> None:
+        assert self._bar is not None
+        failed = f", {self.failed} failed" if self.failed else ""
+        status = f", {status}" if status else ""
+        self._bar.set_description_str(
+            f"total {self.finished}/{self.files} files{failed}{status}", refresh=False
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,283 @@
+"""Shards on a real Dask LocalCluster (worker processes) against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from downloader.distributed import ClusterRun, download_on_cluster
+from downloader.testing import Faults, FileServer, make_bytes
+from tests.conftest import file_sha256, sha256
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = [
+    # Dask's own shutdown may warn about closed streams; not ours to fail on.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+
+def local_cluster(workers: int = 2) -> Any:
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=50,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """Two worker processes shared by this module's tests; yields the address."""
+    with local_cluster() as running:
+        yield running.scheduler_address
+
+
+async def serve(aiohttp_server: Any, files: dict[str, bytes]) -> FileServer:
+    server = FileServer(files=files)
+    test_server = await aiohttp_server(server.app())
+    server.base_url = str(test_server.make_url("")).rstrip("/")
+    return server
+
+
+def write_manifest(path: Path, server: FileServer, *, sized: bool = True) -> Path:
+    lines = [
+        {
+            "url": server.url(name),
+            "path": f"set/{name}",
+            "sha256": sha256(data),
+            **({"size": len(data)} if sized else {}),
+        }
+        for name, data in server.files.items()
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def assert_all_correct(dest: Path, server: FileServer) -> None:
+    for name, data in server.files.items():
+        assert file_sha256(dest / "set" / name) == sha256(data), name
+    leftovers = [p.name for p in dest.rglob("*") if ".part" in p.name]
+    assert leftovers == []
+
+
+async def test_cluster_run_is_byte_identical_and_the_report_matches_disk(
+    aiohttp_server: Any, tmp_path: Path, cluster: str
+) -> None:
+    files = {f"f{i:03d}.bin": make_bytes(5_000 + 997 * i, i) for i in range(40)}
+    files["big.bin"] = make_bytes(3_000_000, "big")  # splits into ranged segments
+    server = await serve(aiohttp_server, files)
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    dest = tmp_path / "data"
+
+    report = await asyncio.to_thread(
+        download_on_cluster,
+        manifest,
+        dest,
+        cluster=cluster,
+        jobs=4,
+        min_split_size=512 * 1024,
+    )
+
+    assert_all_correct(dest, server)
+    assert report.ok
+    assert sorted(r.path for r in report.results) == sorted(f"set/{n}" for n in files)
+    for result in report.results:
+        on_disk = dest / result.path
+        assert result.status == "downloaded"
+        assert result.size == on_disk.stat().st_size == result.bytes
+        assert result.checksum == "sha256:" + file_sha256(on_disk)
+    summary = report.summary.to_dict()
+    assert summary["files"] == summary["downloaded"] == len(files)
+    assert summary["bytes"] == sum(len(d) for d in files.values())
+    for name, data in files.items():  # each fetched once, by one shard
+        if name != "big.bin":  # (its first answer is cut short when it splits)
+            assert server.bytes_sent(name) == len(data)
+
+    again = await asyncio.to_thread(
+        download_on_cluster, manifest, dest, cluster=cluster
+    )
+    assert {r.status for r in again.results} == {"skipped"}
+    assert len(again.results) == len(files)
+
+
+async def test_progress_from_the_workers_adds_up(
+    aiohttp_server: Any, tmp_path: Path, cluster: str
+) -> None:
+    files = {f"p{i}.bin": make_bytes(40_000, i) for i in range(12)}
+    files["gone.bin"] = b"x"
+    server = await serve(aiohttp_server, files)
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    server.faults["gone.bin"] = Faults(fail_status=404, fail_times=99)
+    updates: list[Any] = []
+
+    report = await asyncio.to_thread(
+        download_on_cluster,
+        manifest,
+        tmp_path / "d",
+        cluster=cluster,
+        retries=0,
+        on_progress=updates.append,
+    )
+
+    assert report.summary.counts["failed"] == 1
+    assert sum(u.finished for u in updates) == len(files)
+    assert sum(u.bytes for u in updates) == 12 * 40_000
+    assert sum(u.dropped for u in updates) == 1  # the failed file's size
+    failed = [line for u in updates for line in u.failed]
+    assert len(failed) == 1
+    assert "gone.bin" in failed[0]
+    assert "404" in failed[0]
+    assert updates[-1].shards_done == updates[-1].shards
+
+
+async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
+    aiohttp_server: Any, tmp_path: Path, cluster: str
+) -> None:
+    server = await serve(aiohttp_server, {"a.bin": b"a" * 100, "b.bin": b"b" * 100})
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+
+    def broken() -> None:
+        msg = "worker disk gone"
+        raise OSError(msg)
+
+    def run_checks() -> list[Any]:
+        with ClusterRun(manifest, tmp_path / "d", cluster=cluster) as run:
+            assert run.client is not None
+            future = run.client.submit(broken, pure=False)
+            distributed.wait(future)
+            from downloader._shard import Shard
+
+            return list(run._shard_results(future, Shard(0, 1)))
+
+    results = await asyncio.to_thread(run_checks)
+
+    assert sorted(r.path for r in results) == ["set/a.bin", "set/b.bin"]
+    for result in results:
+        assert result.status == "failed"
+        assert result.error is not None
+        assert "shard 0/1 did not finish" in result.error
+        assert "OSError: worker disk gone" in result.error
+        assert "rerun to resume" in result.error
+
+
+async def test_killing_a_worker_mid_run_still_ends_correct(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    files = {f"k{i:02d}.bin": make_bytes(400_000, i) for i in range(16)}
+    server = await serve(aiohttp_server, files)
+    for name in files:
+        server.faults[name] = Faults(rate=400_000)  # about 1 s per file
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    total = sum(len(d) for d in files.values())
+    dest = tmp_path / "data"
+
+    with local_cluster() as running:
+        with distributed.Client(running) as client:
+            pids = list(client.run(os.getpid).values())
+        run = asyncio.create_task(
+            asyncio.to_thread(
+                download_on_cluster,
+                manifest,
+                dest,
+                cluster=running.scheduler_address,
+                jobs=4,
+                retry_wait=0.05,
+            )
+        )
+        while server.bytes_sent() < total * 0.3:
+            assert not run.done(), "finished before the kill"
+            await asyncio.sleep(0.05)
+        os.kill(pids[0], signal.SIGKILL)
+        report = await asyncio.wait_for(run, 120)
+
+    assert_all_correct(dest, server)
+    assert report.ok, [r.error for r in report.failed]
+    assert len(report.results) == len(files)
+    print(f"killed a worker at 30%: {server.bytes_sent() / total:.2f}x the bytes")
+    assert server.bytes_sent() < 1.3 * total
+
+
+def test_cli_local_cluster_writes_the_usual_report(tmp_path: Path) -> None:
+    # The real command line: its own LocalCluster, stderr not a terminal.
+    files = {f"c{i}.bin": make_bytes(30_000, i) for i in range(10)}
+    server = FileServer(files=files)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(server.start())
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    report_path = tmp_path / "report.json"
+    command = [sys.executable, "-m", "downloader", "get", "-i", str(manifest)]
+    command += ["-d", str(tmp_path / "data"), "--cluster", "local:2"]
+    command += ["--report", str(report_path)]
+    try:
+        proc = loop.run_until_complete(_run(command))
+    finally:
+        loop.run_until_complete(server.stop())
+        loop.close()
+
+    code, err = proc
+    assert code == 0, err
+    assert_all_correct(tmp_path / "data", server)
+    lines = err.splitlines()
+    assert sum(line.startswith("downloaded ") for line in lines) == len(files)
+    assert lines[-1].startswith("10 downloaded, 0 skipped, 0 failed")
+    assert "Traceback" not in err
+    report = json.loads(report_path.read_text())
+    assert set(report) == {"results", "summary"}
+    assert report["summary"]["downloaded"] == len(files)
+    assert set(report["results"][0]) == {
+        "url",
+        "path",
+        "status",
+        "bytes",
+        "size",
+        "elapsed_s",
+        "attempts",
+        "error",
+        "checksum",
+    }
+
+
+async def _run(command: list[str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--cluster", "local:0"], "want local:N"),
+        (["--cluster", "4"], "want local:N"),
+        (["--cluster", "local:2", "--shard", "0/2"], "give one or the other"),
+    ],
+)
+def test_cluster_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    from downloader import _cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"url": "http://127.0.0.1:9/a"}\n')
+    try:
+        code = _cli.main(["get", "-i", str(manifest), *args])
+    except SystemExit as stop:
+        code = stop.code  # type: ignore[assignment]
+    assert code == 2
+    assert said in capsys.readouterr().err
