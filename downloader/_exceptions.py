@@ -3,7 +3,7 @@
 DownloadError                 base; .url
 ├── ManifestError             unusable input (.source, .line)
 ├── TransferError             network side (.retryable)
-│   ├── HTTPStatusError       non-2xx (.status, .retry_after)
+│   ├── HTTPStatusError       non-2xx (.status, .retry_after, .complete_length)
 │   ├── ReadTimeout           no bytes for --timeout seconds
 │   ├── ConnectionLost        connection dropped or body cut short
 │   └── ResumeRejected        bad 206, or the file changed: restart from zero
@@ -58,11 +58,17 @@ class HTTPStatusError(TransferError):
     """The server answered with a status we cannot use."""
 
     def __init__(
-        self, status: int, *, url: str, retry_after: float | None = None
+        self,
+        status: int,
+        *,
+        url: str,
+        retry_after: float | None = None,
+        complete_length: int | None = None,
     ) -> None:
         super().__init__(f"server answered {status}", url=url)
         self.status = status
         self.retry_after = retry_after
+        self.complete_length = complete_length  # a 416's "bytes */N": the real size
         self.retryable = status in (408, 429) or status >= 500
 
 

@@ -26,6 +26,7 @@ from ._policy import (
     pick_validator,
     resume_headers,
     resume_offset,
+    unsatisfiable_resume,
 )
 from ._progress import ProgressSink
 from ._ratelimit import RateLimiter
@@ -106,7 +107,12 @@ class FileFetch:
             ) as stream:
                 answer = stream.answer
                 try:
-                    offset = resume_offset(have, answer.status, answer.content_range)
+                    offset = resume_offset(
+                        have,
+                        answer.status,
+                        answer.content_range,
+                        size=state.size if state is not None else None,
+                    )
                 except ResumeRejected:
                     await asyncio.to_thread(storage.discard, paths)
                     raise
@@ -123,9 +129,12 @@ class FileFetch:
                     return await self._segmented(state, stream)
                 size, digest = await self._one_stream(stream, offset, total)
         except HTTPStatusError as exc:
-            if exc.status == 416 and have:  # our part is longer than the file now
+            if exc.status == 416 and have:  # nothing after our bytes: why not?
                 await asyncio.to_thread(storage.discard, paths)
-                raise ResumeRejected(str(exc), url=url) from exc
+                announced = state.size if state is not None else None
+                raise unsatisfiable_resume(
+                    have, announced, exc.complete_length, url=url
+                ) from exc
             raise
         if total is not None and size != total:
             msg = f"body ended at byte {size} of {total} from {url}"

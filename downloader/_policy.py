@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from ._exceptions import ResumeRejected
+from ._exceptions import ResumeRejected, TransferError
 
 BACKOFF_BASE = 0.5  # seconds before the first retry
 BACKOFF_CAP = 60.0  # no single wait is longer than this...
 RETRY_AFTER_CAP = 600.0  # ...unless the server asked for it (up to 10 minutes)
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,12 @@ def parse_content_range(value: str | None) -> ContentRange | None:
     if end < start or (total is not None and end >= total):
         return None
     return ContentRange(start, end, total)
+
+
+def parse_complete_length(value: str | None) -> int | None:
+    """A 416's ``Content-Range: bytes */1000`` -> 1000 (the size); else None."""
+    match = _UNSATISFIED_RANGE.match(value.strip()) if value else None
+    return int(match[1]) if match else None
 
 
 def pick_validator(etag: str | None, last_modified: str | None) -> str | None:
@@ -82,14 +89,23 @@ def can_resume(
     return has_checksum and saved_url is not None
 
 
-def resume_offset(have: int, status: int, content_range: ContentRange | None) -> int:
+def resume_offset(
+    have: int,
+    status: int,
+    content_range: ContentRange | None,
+    *,
+    size: int | None = None,
+) -> int:
     """Where the body of this answer starts in the file: ``have`` or 0.
+
+    ``size`` is the file's size as announced when the download began, if known.
 
     Raises
     ------
     ResumeRejected
-        A 206 that does not start at ``have`` (or cannot be read): its bytes
-        must not be written anywhere, so the file restarts from zero.
+        A 206 that does not start at ``have`` (or cannot be read), or that is
+        a range of a file of another size: its bytes must not be written
+        anywhere, so the file restarts from zero.
     """
     if status == 200:
         return 0  # whole body: the server ignored Range or If-Range failed
@@ -100,9 +116,50 @@ def resume_offset(have: int, status: int, content_range: ContentRange | None) ->
         if content_range.start != have:
             msg = f"asked for bytes from {have}, got a range from {content_range.start}"
             raise ResumeRejected(msg)
+        total = content_range.total
+        if size is not None and total is not None and total != size:
+            msg = (
+                f"the server's sizes disagree: it announced {size:,} bytes, and "
+                f"now sends bytes from {have:,} of a {total:,}-byte file"
+            )
+            raise ResumeRejected(msg)
         return have
     msg = f"unexpected status {status} for a download"
     raise ResumeRejected(msg)
+
+
+def unsatisfiable_resume(
+    have: int, announced: int | None, actual: int | None, *, url: str
+) -> TransferError:
+    """Why asking for the bytes after ``have`` got 416, in words for the user.
+
+    ``announced`` is the size the server gave when the download began,
+    ``actual`` the size its 416 gives (``bytes */N``), if it gives one. When
+    the body stopped at ``have`` and the server now says that is the whole
+    file, its first length was wrong: trying again would only fetch the same
+    bytes to hit the same wall, so the error is final for this URL.
+    """
+    if actual is not None and actual == have and (announced or 0) > have:
+        msg = (
+            f"body cut short at byte {have:,}: the server announced "
+            f"{announced:,} bytes, but asked for the rest it says the file is "
+            f"{actual:,} bytes long (its Content-Length is wrong)"
+        )
+        return TransferError(msg, url=url, retryable=False)
+    if actual is not None and actual < have:
+        msg = (
+            f"the file on the server is now {actual:,} bytes, shorter than "
+            f"the {have:,} downloaded before"
+        )
+    elif announced is not None and announced > have:
+        msg = (
+            f"the server announced {announced:,} bytes but refuses any past "
+            f"byte {have:,} (416 Range Not Satisfiable): its length is wrong "
+            "or the file shrank"
+        )
+    else:
+        msg = f"server answered 416 to a resume from byte {have:,}"
+    return ResumeRejected(msg, url=url)
 
 
 def expected_total(

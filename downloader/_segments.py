@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
-from ._exceptions import ConnectionLost, ResumeRejected, StorageError
+from ._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
 from ._integrity import Checksum, Hasher, hash_range
 from ._policy import ContentRange
 from ._storage import FilePaths, PartWriter, ResumeState
@@ -218,13 +218,32 @@ class SegmentedDownload:
                 return
             if seg.pos >= seg.end:
                 return
-            async with self.open_range(seg.pos, seg.end - 1) as stream:
-                check_range_answer(
-                    stream.answer, seg.pos, seg.end - 1, self.size, self.etag
-                )
+            async with self._open_checked(seg.pos, seg.end - 1) as stream:
                 await self._pump(seg, stream, yield_when_wanted)
         finally:
             seg.busy = False
+
+    @contextlib.asynccontextmanager
+    async def _open_checked(self, start: int, end: int) -> AsyncIterator[Stream]:
+        """A ranged answer that is exactly bytes ``start``-``end`` of this file."""
+        try:
+            async with self.open_range(start, end) as stream:
+                check_range_answer(stream.answer, start, end, self.size, self.etag)
+                yield stream
+        except HTTPStatusError as exc:
+            if exc.status != 416:
+                raise
+            # The range lies past the end: the size the split is based on is
+            # wrong. One stream, from zero, will find out what is true.
+            real = exc.complete_length
+            msg = (
+                f"asked for bytes {start:,}-{end:,} of the {self.size:,} announced, "
+                f"the server says the file is {real:,} bytes long"
+                if real is not None
+                else f"asked for bytes {start:,}-{end:,} of the {self.size:,} "
+                "announced, the server answered 416 (Range Not Satisfiable)"
+            )
+            raise ResumeRejected(msg, url=self.url) from exc
 
     async def _pump(
         self, seg: Segment, stream: Stream, yield_when_wanted: bool

@@ -17,7 +17,12 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferError
-from ._policy import ContentRange, parse_content_range, parse_retry_after
+from ._policy import (
+    ContentRange,
+    parse_complete_length,
+    parse_content_range,
+    parse_retry_after,
+)
 from ._version import USER_AGENT
 
 Session: TypeAlias = aiohttp.ClientSession  # so other modules need not import aiohttp
@@ -241,8 +246,16 @@ async def open_stream(
                 continue
             if not 200 <= response.status < 300:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                complete_length = None
+                if response.status == 416:
+                    complete_length = parse_complete_length(
+                        response.headers.get("Content-Range")
+                    )
                 raise HTTPStatusError(
-                    response.status, url=current, retry_after=retry_after
+                    response.status,
+                    url=current,
+                    retry_after=retry_after,
+                    complete_length=complete_length,
                 )
             yield Stream(response)
             return

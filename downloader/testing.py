@@ -50,6 +50,7 @@ class Faults:
     no_validators: bool = False  # send neither ETag nor Last-Modified
     no_length: bool = False  # chunked encoding, no Content-Length
     lie_length: int | None = None  # announce this Content-Length on 200 answers
+    # (then send the real body and close the connection, as real servers do)
     change_after: int | None = None  # new content (and ETag) from request N+1 on
     ranges_seen: int = 0  # Range requests so far (kept by the server)
     requests_seen: int = 0  # GET requests so far (kept by the server)
@@ -254,7 +255,10 @@ class FileServer:
                 ahead = sent / faults.rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-        if drop or sent < len(body):
+        announced = response.content_length
+        if drop or sent < len(body) or (announced is not None and announced > sent):
+            # Short of what was announced: a real server must close the
+            # connection, since it cannot frame another response on it.
             if request.transport is not None:
                 request.transport.close()
             return

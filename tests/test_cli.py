@@ -548,6 +548,28 @@ async def test_checksum_mismatch(origin: FileServer, tmp_path: Path) -> None:
     assert all(r.sent == 300_000 for r in tries)
 
 
+async def test_server_announcing_more_than_it_sends(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "data"
+    origin.faults["blob.bin"] = Faults(lie_length=500_000, rate=20_000_000)
+    manifest = jsonl(
+        tmp_path / "m.jsonl",
+        [{"url": origin.url("blob.bin")}, {"url": origin.url("small.bin")}],
+    )
+    code, _, err = await run_cli("get", "-i", manifest, "-d", dest, *FAULT_OPTS)
+    assert code == 1, err
+    assert (
+        "blob.bin: body cut short at byte 300,000: the server announced 500,000 "
+        "bytes, but asked for the rest it says the file is 300,000 bytes long "
+        "(its Content-Length is wrong)"
+    ) in err
+    assert "server answered 416" not in err
+    assert not (dest / "blob.bin").exists()
+    assert leftovers(dest) == []
+    assert_bytes(dest, origin, "small.bin")
+
+
 # -- 7, 8, 9: interrupted runs resume ------------------------------------------
 
 

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from downloader._exceptions import ResumeRejected
+from downloader._exceptions import ResumeRejected, TransferError
 from downloader._policy import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -18,12 +18,14 @@ from downloader._policy import (
     backoff_delay,
     can_resume,
     expected_total,
+    parse_complete_length,
     parse_content_range,
     parse_retry_after,
     pick_validator,
     resume_headers,
     resume_offset,
     should_retry,
+    unsatisfiable_resume,
 )
 from downloader._ratelimit import RateLimiter
 
@@ -201,6 +203,107 @@ def test_resume_offset_rejects(
 ) -> None:
     with pytest.raises(ResumeRejected):
         resume_offset(have, status, content_range)
+
+
+@pytest.mark.parametrize(
+    ("size", "content_range", "ok"),
+    [
+        pytest.param(200, ContentRange(100, 199, 200), True, id="same-size"),
+        pytest.param(None, ContentRange(100, 199, 200), True, id="size-unknown"),
+        pytest.param(200, ContentRange(100, 199, None), True, id="total-star"),
+        pytest.param(500, ContentRange(100, 199, 200), False, id="announced-more"),
+        pytest.param(150, ContentRange(100, 199, 200), False, id="announced-less"),
+    ],
+)
+def test_resume_offset_wants_the_size_announced_at_first(
+    size: int | None, content_range: ContentRange, ok: bool
+) -> None:
+    if ok:
+        assert resume_offset(100, 206, content_range, size=size) == 100
+    else:
+        with pytest.raises(ResumeRejected, match="the server's sizes disagree"):
+            resume_offset(100, 206, content_range, size=size)
+
+
+# --- a 416 to a resume -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes */1000", 1000),
+        ("BYTES  */0 ", 0),
+        ("bytes 0-9/10", None),
+        ("bytes */*", None),
+        ("bytes */-5", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_complete_length(value: str | None, expected: int | None) -> None:
+    assert parse_complete_length(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("have", "announced", "actual", "retryable", "words"),
+    [
+        pytest.param(
+            300,
+            500,
+            300,
+            False,
+            "body cut short at byte 300: the server announced 500 bytes, but asked "
+            "for the rest it says the file is 300 bytes long (its Content-Length "
+            "is wrong)",
+            id="length-lie",
+        ),
+        pytest.param(
+            3_000_000,
+            5_000_000,
+            3_000_000,
+            False,
+            "body cut short at byte 3,000,000: the server announced 5,000,000 bytes",
+            id="length-lie-thousands",
+        ),
+        pytest.param(
+            300, 500, 200, True, "the file on the server is now 200 bytes", id="shrank"
+        ),
+        pytest.param(
+            300, None, 200, True, "shorter than the 300 downloaded before", id="shrank2"
+        ),
+        pytest.param(
+            300,
+            500,
+            None,
+            True,
+            "the server announced 500 bytes but refuses any past byte 300",
+            id="no-content-range",
+        ),
+        pytest.param(
+            300,
+            None,
+            None,
+            True,
+            "server answered 416 to a resume from byte 300",
+            id="nothing-known",
+        ),
+        pytest.param(
+            300, 300, 300, True, "server answered 416", id="complete-and-agreed"
+        ),
+        pytest.param(
+            300, None, 300, True, "server answered 416", id="size-never-announced"
+        ),
+    ],
+)
+def test_unsatisfiable_resume_explains_the_416(
+    have: int, announced: int | None, actual: int | None, retryable: bool, words: str
+) -> None:
+    error = unsatisfiable_resume(have, announced, actual, url=URL)
+    assert isinstance(error, TransferError)
+    assert words in str(error)
+    assert error.retryable is retryable
+    assert isinstance(error, ResumeRejected) is retryable  # a restart from zero
+    assert error.url == URL
 
 
 # --- expected_total ----------------------------------------------------------

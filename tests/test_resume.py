@@ -136,6 +136,21 @@ async def test_206_at_wrong_offset_is_never_written(
     assert statuses == [206, 200]  # the bad 206 discarded, then a clean restart
 
 
+async def test_206_of_a_file_of_another_size_is_never_written(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """Same ETag, but the server once said 500,000 bytes and now says 300,000."""
+    data = origin.files["blob.bin"]
+    leave_part(origin, tmp_path, "blob.bin", data[:100_000], size=500_000)
+    result = await fetch(origin, tmp_path, Entry(origin.url("blob.bin")))
+
+    assert result.status == "downloaded"
+    assert file_sha256(tmp_path / "blob.bin") == sha256(data)
+    first, second = gets(origin, "blob.bin")
+    assert (first.status, first.headers["Range"]) == (206, "bytes=100000-")
+    assert (second.status, "Range" in second.headers) == (200, False)  # from zero
+
+
 async def test_no_validator_and_no_checksum_restarts(
     origin: FileServer, tmp_path: Path
 ) -> None:

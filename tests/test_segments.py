@@ -19,7 +19,7 @@ from downloader._segments import (
     contiguous_prefix,
     split_point,
 )
-from downloader._storage import segments_cover
+from downloader._storage import FilePaths, ResumeState, save_state, segments_cover
 from downloader._transfer import Answer
 from downloader.testing import Faults, FileServer, make_bytes
 
@@ -247,6 +247,35 @@ async def test_wrong_content_range_never_written(
     else:
         assert not final.exists()
         assert "asked for bytes" in (result.error or "")
+
+
+async def test_a_segment_past_the_end_restarts_on_one_stream(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """Segments planned from a size the file does not have get 416: restart.
+
+    As a run that believed a lying Content-Length of 5 MB leaves things: the
+    first 3 MB (the real file) on disk, the rest to fetch. A 416 there is a
+    restart from zero on one stream, not a "server answered 416" failure.
+    """
+    data = origin.files["big.bin"]
+    paths = FilePaths.under(tmp_path, "big.bin")
+    with paths.part.open("wb") as part:
+        part.write(data)
+        part.truncate(5 * MB)
+    triples = ((0, 3 * MB, 3 * MB), (3 * MB, 3 * MB, 5 * MB))
+    etag = origin._state["big.bin"].etag
+    save_state(paths.state, ResumeState(origin.url("big.bin"), etag, 5 * MB, triples))
+    async with Downloader(tmp_path, split=1, retries=1, retry_wait=0.01) as dl:
+        report = await dl.download([origin.url("big.bin")])
+
+    result = report.results[0]
+    assert result.status == "downloaded", result.error
+    assert file_sha256(tmp_path / "big.bin") == sha256(data)
+    assert [(r.status, r.headers.get("Range")) for r in gets(origin, "big.bin")] == [
+        (416, "bytes=3000000-4999999"),
+        (200, None),
+    ]
 
 
 async def test_drop_in_a_segment_resumes_every_segment(
