@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from ._exceptions import ManifestError
 from ._integrity import Checksum
 from ._models import Entry, default_path
-from ._portable import fold, length_problem, windows_problem
+from ._portable import NAME_MAX, SIDECAR, fold, length_problem, windows_problem
 from ._types import StrPath
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header name
 _DIGITS = re.compile(r"[0-9]+")
 _WS = re.compile(r"[ \t\n\r]*")
+# A path that is normal as it stands: ASCII names not starting with a dot,
+# joined by single slashes. Short enough (_SHORT) for every length limit.
+_PLAIN_PATH = re.compile(r"[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
+_SHORT = NAME_MAX - len(SIDECAR)
+_U64 = (1 << 64) - 1  # digests are kept as unsigned 64-bit numbers
 MAX_WARNINGS_SHOWN = 10  # a million odd names must not flood the terminal
 
 
@@ -77,6 +83,8 @@ def check_path(path: str) -> str:
         control character or a lone surrogate, names no file, or is too long
         for a filesystem (a name over 255 bytes, a path over 4000).
     """
+    if isinstance(path, str) and len(path) <= _SHORT and _PLAIN_PATH.fullmatch(path):
+        return path  # the common case, already normal: millions of these
     if not isinstance(path, str):
         msg = f"path must be a string, not {type(path).__name__}"
     elif not path:
@@ -162,11 +170,19 @@ def entry_from_fields(
 
 
 def iter_manifest(
-    path: StrPath, *, fmt: str | None = None
+    path: StrPath,
+    *,
+    fmt: str | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[int, Entry]]:
     """Yield ``(line, entry)`` for each entry of a manifest file, one at a time.
 
     Only ``.json`` manifests are read whole; the others are read line by line.
+    With ``keep`` (a shard's test of an output path), an entry whose path it
+    refuses is skipped before the costly checks, so that a shard of a huge
+    manifest pays little for the entries of other shards. An entry whose path
+    cannot be told without them is checked in full (its error, if any, then
+    stops every shard).
 
     Raises
     ------
@@ -181,7 +197,12 @@ def iter_manifest(
     if kind == "json":
         defaults, items = _load_json(_read_all(source), source)
         for index, (line, item) in enumerate(items, 1):
-            yield line, _to_entry(item, defaults, source, line, f"entry {index}: ")
+            if keep is None:
+                yield line, _to_entry(item, defaults, source, line, f"entry {index}: ")
+            elif (quick := quick_path(item, defaults)) is None or keep(quick):
+                entry = _to_entry(item, defaults, source, line, f"entry {index}: ")
+                if quick is not None or keep(entry.path):
+                    yield line, entry
         return
     try:
         file = open(source, "rb")  # noqa: SIM115 - closed by the with below
@@ -196,7 +217,41 @@ def iter_manifest(
         else:
             rows = _table_rows(lines, source, "," if kind == "csv" else "\t")
         for line, item in rows:
-            yield line, _to_entry(item, None, source, line)
+            if keep is None:
+                yield line, _to_entry(item, None, source, line)
+            elif (quick := quick_path(item, None)) is None or keep(quick):
+                entry = _to_entry(item, None, source, line)
+                if quick is not None or keep(entry.path):  # same path if quick
+                    yield line, entry
+
+
+def quick_path(item: Any, defaults: Mapping[str, Any] | None = None) -> str | None:
+    """The output path a raw manifest item will have, without the full checks.
+
+    None when only those checks can tell (or will refuse the item). Whenever
+    it returns a path, the full check gives the same path or an error: a
+    shard must never skip an entry it owns (tests hold it to that).
+    """
+    path: Any
+    url: Any
+    if isinstance(item, str):
+        item = {"url": item}
+    if type(item) is dict or isinstance(item, Mapping):  # (the ABC check is slow)
+        path, url = item.get("path"), item.get("url")
+        if defaults and path in (None, ""):
+            path = defaults.get("path")
+        if defaults and url in (None, ""):
+            url = defaults.get("url")
+    else:
+        return None
+    if path in (None, "") and isinstance(url, str):
+        path = default_path(url.strip())  # as _check_url strips it
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        return check_path(path)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,14 +288,17 @@ def check_manifests_stats(
     *,
     fmt: str | None = None,
     check_entry: Callable[[Entry], None] | None = None,
+    keep: Callable[[str], bool] | None = None,
     _digest: Callable[[str], int] | None = None,
 ) -> ManifestStats:
     """Like ``check_manifests``, also summing declared sizes for progress and ETA.
 
     ``check_entry`` may raise ``ValueError(reason)`` to reject an entry (for
     example one whose path leads out of the destination through a symlink).
-    Memory stays at a 64-bit digest per entry; only when two digests match is
-    a second pass made, keeping the paths behind those digests to confirm.
+    ``keep`` limits everything to the entries of one shard (see iter_manifest);
+    a repeated path is still found, since both entries land in one shard.
+    Memory stays at 8 bytes (a 64-bit digest) per entry; only when two digests
+    match is a second pass made, keeping the paths behind those digests.
 
     Paths that work here but not everywhere (a Windows device name such as
     ``con.txt``, two paths only letter case tells apart) are warnings, not
@@ -251,7 +309,7 @@ def check_manifests_stats(
 
     def rows() -> Iterator[tuple[str, int, str]]:
         for path in paths:
-            for line, entry in iter_manifest(path, fmt=fmt):
+            for line, entry in iter_manifest(path, fmt=fmt, keep=keep):
                 if entry.size is None:
                     sizes[1] += 1
                 else:
@@ -352,6 +410,28 @@ def _path_digest(path: str) -> int:
     return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest())
 
 
+class _Digests:
+    """A multiset of 64-bit digests at 8 bytes each (a set of ints costs ~70).
+
+    Appends go to one of 4096 arrays by the low bits; repeats are found at
+    the end by sorting one array at a time.
+    """
+
+    def __init__(self) -> None:
+        self._arrays = [array("Q") for _ in range(4096)]
+
+    def add(self, digest: int) -> None:
+        self._arrays[digest & 4095].append(digest)
+
+    def repeated(self) -> set[int]:
+        found: set[int] = set()
+        for values in self._arrays:
+            if len(values) > 1:
+                ordered = sorted(values)
+                found.update(a for a, b in itertools.pairwise(ordered) if a == b)
+        return found
+
+
 class _Warnings:
     """Warnings about entries: all counted, the first few kept to be shown."""
 
@@ -384,24 +464,23 @@ def _check_paths(
     that differ only in letter case or Unicode form (a warning: two files
     here, one there).
     """
-    seen: set[int] = set()
-    twice: set[int] = set()
+    seen = _Digests()
     count = 0
     for source, line, path in rows():
         count += 1
-        key = digest(fold(path))
-        (twice if key in seen else seen).add(key)
+        seen.add(digest(fold(path)) & _U64)
         if (problem := windows_problem(path)) is not None:
             warnings.add(
                 source, line, f"path {path!r} will not work on Windows: {problem}"
             )
-    seen.clear()
+    twice = seen.repeated()
+    del seen
     if twice:  # second pass: keep exact paths for suspect digests only
         first: dict[str, tuple[str, int]] = {}
         folded: dict[str, tuple[str, str, int]] = {}
         for source, line, path in rows():
             same = fold(path)
-            if digest(same) not in twice:
+            if digest(same) & _U64 not in twice:
                 continue
             if path in first:
                 where, at = first[path]

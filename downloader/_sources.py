@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -84,32 +84,31 @@ class Sources:
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
         inside = InsideCheck(dest) if dest is not None else None
-        owned = [0, 0, 0]  # entries, bytes declared, entries without a size
 
         def check_entry(entry: Entry) -> None:
-            if not self.owns(entry):
-                return
-            if inside is not None:
+            if inside is not None and self.owns(entry):
                 inside(entry.path)
-            owned[0] += 1
-            if entry.size is None:
-                owned[2] += 1
-            else:
-                owned[1] += entry.size
 
-        check_manifests_stats(
-            list(self.manifests), fmt=self.fmt, check_entry=check_entry
+        stats = check_manifests_stats(
+            list(self.manifests), fmt=self.fmt, check_entry=check_entry, keep=self.keep
         )
         check_entries(self.entries, source=self.label, check_entry=check_entry)
+        sizes = [e.size for e in self.entries if self.owns(e)]
+        all_sized = stats.all_sized and None not in sizes
+        total = stats.known_bytes + sum(s or 0 for s in sizes) if all_sized else None
         if self.manifests and self.entries:
             _check_across(self)
-        return owned[0], (owned[1] if owned[2] == 0 else None)
+        return stats.count + len(sizes), total
+
+    @property
+    def keep(self) -> Callable[[str], bool] | None:
+        """The shard's test of an output path, for the manifest reader."""
+        return None if self.shard is None else self.shard.owns
 
     def __iter__(self) -> Iterator[Entry]:
         for manifest in self.manifests:
-            for _, entry in iter_manifest(manifest, fmt=self.fmt):
-                if self.owns(entry):
-                    yield entry
+            for _, entry in iter_manifest(manifest, fmt=self.fmt, keep=self.keep):
+                yield entry
         for entry in self.entries:
             if self.owns(entry):
                 yield entry
@@ -117,9 +116,9 @@ class Sources:
 
 def _check_across(sources: Sources) -> None:
     """Entries given directly must not collide with manifest paths either."""
-    wanted = {e.path for e in sources.entries}
+    wanted = {e.path for e in sources.entries if sources.owns(e)}
     for manifest in sources.manifests:
-        for line, entry in iter_manifest(manifest, fmt=sources.fmt):
+        for line, entry in iter_manifest(manifest, fmt=sources.fmt, keep=sources.keep):
             if entry.path in wanted:
                 msg = f"path {entry.path!r} is also given on the command line"
                 raise ManifestError(msg, source=str(manifest), line=line)

@@ -7,9 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import downloader
-from downloader import _cli
+from downloader import ManifestError, _cli
+from downloader._manifest import _PLAIN_PATH, _to_entry, check_path, quick_path
 from downloader._shard import Shard, shard_of
 from downloader.testing import FileServer, make_bytes
 from tests.conftest import file_sha256, sha256
@@ -159,3 +162,79 @@ async def test_sharded_progress_counts_only_the_shard(
     assert len(report.results) == owned
     for result in report.results:
         assert file_sha256(tmp_path / "d" / result.path) == sha256(files[result.path])
+
+
+def test_a_bad_entry_stops_the_shard_that_owns_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each shard checks its own entries in full; lines no shard can place
+    # (not JSON at all) stop every shard.
+    lines = [{"url": f"http://127.0.0.1:9/{i}", "path": p} for i, p in enumerate(PATHS)]
+    lines[7]["sha256"] = "not-hex"
+    manifest = write_jsonl(tmp_path / "m.jsonl", lines)
+    owner = shard_of(PATHS[7], 4)
+
+    for k in range(4):
+        code = _cli.main(["plan", "-i", str(manifest), "--shard", f"{k}/4"])
+        err = capsys.readouterr().err
+        if k == owner:
+            assert code == 2
+            assert "m.jsonl:8:" in err
+        else:
+            assert code == 0, err
+
+    del lines[7]["sha256"]
+    write_jsonl(manifest, lines)
+    with manifest.open("a") as f:
+        f.write("{not json\n")
+    for k in range(4):
+        assert _cli.main(["plan", "-i", str(manifest), "--shard", f"{k}/4"]) == 2
+        assert f"m.jsonl:{len(lines) + 1}: not valid JSON" in capsys.readouterr().err
+
+
+_text = st.lists(
+    st.sampled_from([*"ab/.%2e ü\\:\t~?#", "%2F", "..", "//", " "]), max_size=8
+).map("".join)
+_url = st.one_of(
+    st.builds(lambda p: f"http://h/{p}", _text),
+    st.builds(lambda p: f" http://h/{p} ", _text),
+    _text,
+)
+_item = st.one_of(
+    _url,
+    st.fixed_dictionaries(
+        {"url": _url},
+        optional={"path": st.one_of(_text, st.none(), st.integers()), "x": _text},
+    ),
+)
+
+
+@given(item=_item, default_path=st.one_of(st.none(), _text))
+def test_quick_path_agrees_with_the_full_check(
+    item: object, default_path: str | None
+) -> None:
+    # A shard skips an entry on quick_path alone: it must never disagree
+    # with the path the full check gives, or the entry would be lost.
+    defaults = None if default_path is None else {"path": default_path}
+    quick = quick_path(item, defaults)
+    try:
+        entry = _to_entry(item, defaults, "m", 1)
+    except ManifestError:
+        return  # refused: the owning shard (or every shard) reports it
+    assert quick is None or quick == entry.path
+    if isinstance(item, dict) and isinstance(item.get("path"), str):
+        assert quick == entry.path  # the common case stays on the fast path
+
+
+@given(st.lists(st.sampled_from([*"a.Z9_-/ü:\\ ", "..", "//"]), max_size=12))
+def test_the_fast_path_check_only_takes_normal_paths(chars: list[str]) -> None:
+    # check_path returns plain ASCII paths as they are (millions per shard):
+    # only ones the full rules would leave unchanged may take that shortcut.
+    path = "".join(chars)
+    if _PLAIN_PATH.fullmatch(path):
+        parts = path.split("/")
+        assert "" not in parts
+        assert "." not in parts
+        assert ".." not in parts
+        assert not any(c in path for c in ":\\ ")
+        assert check_path(path) == path
