@@ -53,6 +53,7 @@ class Scenario:
     space: tuple[int, int]  # bytes of data + output: (full, quick)
     throttled: bool = False
     ceiling: tuple[str, float] | None = None  # computed physical limit
+    rounds: int | None = None  # at most this many rounds (long, one-shot scenarios)
 
 
 def write_random(path: Path, size: int, seed: int) -> tuple[int, str]:
@@ -112,6 +113,14 @@ def setup_s4g(data: Path, base: str, quick: bool) -> Dataset:
     return many_entries(data, base, 1_000 if quick else 10_000, "s4g", True)
 
 
+def setup_s5(data: Path, base: str, quick: bool) -> Dataset:
+    return many_entries(data, base, 2_000 if quick else 20_000, "s5", True)
+
+
+def setup_s6(data: Path, base: str, quick: bool) -> Dataset:
+    return many_entries(data, base, 80_000 if quick else 10_000_000, "s6", False)
+
+
 SCENARIOS: list[Scenario] = [
     Scenario(
         "S1",
@@ -149,6 +158,21 @@ SCENARIOS: list[Scenario] = [
         "files/s",
         setup_s4g,
         (200 * MiB, 20 * MiB),
+    ),
+    Scenario(
+        "S5",
+        "`get` of {size} files x 4 KiB: one process against `--cluster local:2`",
+        "files/s",
+        setup_s5,
+        (400 * MiB, 40 * MiB),
+    ),
+    Scenario(
+        "S6",
+        "`plan --shard K/8` of a {size}-entry manifest: peak RSS of each shard",
+        "entries/s",
+        setup_s6,
+        (3 << 30, 32 * MiB),
+        rounds=1,  # eight shards of ten million entries: one round is minutes
     ),
 ]
 
@@ -338,7 +362,7 @@ def run_scenario(
     sc: Scenario, rows: list[Row], ds: Dataset, out: Path, args: argparse.Namespace
 ) -> None:
     active = [r for r in rows if r.cmd is not None]
-    for rnd in range(args.repeat):
+    for rnd in range(min(args.repeat, sc.rounds or args.repeat)):
         k = rnd % len(active) if active else 0
         for row in active[k:] + active[:k]:  # alternate the order between rounds
             assert row.cmd is not None

@@ -154,6 +154,20 @@ class Installer:
             return None
         return f"pip install {package} failed: {_tail(r.stderr or r.stdout)}"
 
+    def pip_here(self, module: str, package: str) -> str | None:
+        """Install into the environment running this harness (and our tool)."""
+        probe = [sys.executable, "-c", f"import {module}"]
+        if subprocess.run(probe, capture_output=True).returncode == 0:
+            return None
+        self.log(f"pip install {package} into {sys.prefix} (our tool needs it)")
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", package],
+            capture_output=True,
+        )
+        if subprocess.run(probe, capture_output=True).returncode == 0:
+            return None
+        return f"pip install {package} failed: {_tail(r.stderr or r.stdout)}"
+
     def find_ours(self) -> str | None:
         """Find a runnable `downloader` with a `get` subcommand."""
         if self.ours:
@@ -283,19 +297,31 @@ def ours_url(job: Job, *flags: tuple[str, str, str]) -> Cmd:
     return Cmd([*argv, *job.env.ours_flags(*flags)])
 
 
-def ours_list(job: Job) -> Cmd:
+def ours_list(job: Job, *more: str) -> Cmd:
     manifest = job.manifest
     if manifest is None:  # a URL list: "URL path" per line
         lines = "".join(f"{u} {r}\n" for u, r in job.urls())
         manifest = job.write("manifest.txt", lines)
     argv = [*job.env.ours, "get", "-i", str(manifest), "-d", str(job.out), "-q"]
-    return Cmd([*argv, *job.env.ours_flags(("-j", "--jobs", str(CONNS)))])
+    return Cmd([*argv, *job.env.ours_flags(("-j", "--jobs", str(CONNS))), *more])
 
 
-def ours_plan(job: Job) -> Cmd:
+def ours_plan(job: Job, *more: str) -> Cmd:
     assert job.manifest is not None
     argv = [*job.env.ours, "plan", "-i", str(job.manifest), "-d", str(job.out)]
-    return Cmd(argv, stdout_null=True)
+    return Cmd([*argv, *more], stdout_null=True)
+
+
+def ours_with_dask(env: Installer) -> str | None:
+    """Our tool plus the ``dask`` extra (``distributed``) in its environment."""
+    if why := env.find_ours():
+        return why
+    if "--cluster" not in env.ours_get_help:
+        return "this downloader has no --cluster"
+    return env.pip_here("distributed", "distributed>=2024.1")
+
+
+SHARDS = 8  # S6: one manifest planned as eight shards
 
 
 def _py_version(module: str) -> Callable[[Installer], list[str]]:
@@ -319,6 +345,7 @@ TOOLS: list[Tool] = [
             "S3": lambda j: ours_url(j, *SPLIT16),
             "S4": ours_plan,
             "S4g": ours_list,
+            "S5": ours_list,
         },
         version=lambda env: [*env.ours, "--version"],
         kind="ours",
@@ -368,6 +395,21 @@ TOOLS: list[Tool] = [
             "S3": lambda j: pypdl(j, CONNS),
         },
         version=_py_version("pypdl"),
+    ),
+    Tool(
+        "ours local:2",
+        ours_with_dask,
+        {"S5": lambda j: ours_list(j, "--cluster", "local:2")},
+        kind="ours",
+    ),
+    *(
+        Tool(
+            f"ours shard {k}/{SHARDS}",
+            lambda env: env.find_ours(),
+            {"S6": lambda j, k=k: ours_plan(j, "--shard", f"{k}/{SHARDS}")},
+            kind="ours",
+        )
+        for k in range(SHARDS)
     ),
     # Physical-limit references: measured like tools, never ranked.
     Tool(
