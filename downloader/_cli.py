@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -298,6 +299,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # The ~200k objects the imports made live as long as the process: keep the
+    # collector off them, which saves ~50 ms of full collection at exit.
+    gc.freeze()
     return run(parse_args(argv))
 
 
