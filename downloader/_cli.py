@@ -474,6 +474,9 @@ class _Stopped(BaseException):
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
+    # Workers signalled with us die at once; what Dask logs about the closed
+    # streams while it winds down says nothing the stop message does not.
+    _quiet_dask(logging.CRITICAL + 1)
     raise _Stopped(signum)
 
 
@@ -515,7 +518,10 @@ def _run_on_cluster(
             run = ClusterRun(sources, args.dest, cluster=args.cluster)
             try:
                 stack.enter_context(run)
-            except (ImportError, OSError, ValueError) as exc:
+            except OSError as exc:
+                msg = f"--cluster {args.cluster}: cannot reach the scheduler: {exc}"
+                raise _Usage(msg) from None
+            except (ImportError, ValueError) as exc:
                 msg = f"--cluster {args.cluster}: {exc}"
                 raise _Usage(msg) from None
             bar = OverallBar(
@@ -549,7 +555,7 @@ def _run_on_cluster(
     return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
 
 
-def _quiet_dask() -> None:
+def _quiet_dask(level: int = logging.WARNING) -> None:
     """Keep Dask's warnings (a worker died...) but not its INFO start-up chatter."""
     try:
         import distributed  # noqa: F401 - its import sets its loggers' levels
@@ -557,7 +563,7 @@ def _quiet_dask() -> None:
         return  # ClusterRun says how to install it
     for name in list(logging.root.manager.loggerDict):
         if name == "distributed" or name.startswith("distributed."):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(level)
 
 
 def _run_until_signal(coro: Any) -> int | None:

@@ -158,6 +158,13 @@ class ClusterRun:
         from distributed import Event, wait
 
         assert self.client is not None
+        local_only = {"progress", "session"} & set(options)
+        if local_only:
+            msg = (
+                f"{', '.join(sorted(local_only))} cannot cross to other processes; "
+                "pass on_progress= to follow the run"
+            )
+            raise ValueError(msg)
         workers = self.workers
         count = self.shards or workers * SHARDS_PER_WORKER
         shared = {
@@ -200,10 +207,12 @@ class ClusterRun:
                     yield from self._shard_results(future, futures[future])
         finally:
             if pending:  # stopped early: let running shards save their state
-                Event(f"{topic}-stop", client=self.client).set()
-                for future in pending:
-                    future.cancel()
-            self.client.unsubscribe_topic(topic)
+                with contextlib.suppress(Exception):  # best effort: it may be gone
+                    Event(f"{topic}-stop", client=self.client).set()
+                    for future in pending:
+                        future.cancel()
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(topic)
         if on_progress is not None:
             on_progress(_drain(events, done_shards, count))
 

@@ -281,3 +281,68 @@ def test_cluster_usage_errors(
         code = stop.code  # type: ignore[assignment]
     assert code == 2
     assert said in capsys.readouterr().err
+
+
+def test_cluster_errors_say_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    from downloader import _cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"url": "http://127.0.0.1:9/a"}\n')
+    get = ["get", "-i", str(manifest), "-d", str(tmp_path / "d")]
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert _cli.main([*get, "--cluster", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "--cluster tcp://127.0.0.1:9: cannot reach the scheduler" in err
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    assert _cli.main([*get, "--cluster", "local:2"]) == 2
+    assert "pip install 'downloader[dask]'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # nothing was transferred
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_cli_cluster_stops_cleanly_and_resumes(
+    aiohttp_server: Any, tmp_path: Path, signum: signal.Signals
+) -> None:
+    # Ctrl-C in a terminal signals the whole process group, workers included.
+    # Over 1 MiB each, so files in flight keep a .part (smaller ones are
+    # fetched in one go and, cut short, start again).
+    files = {f"s{i:02d}.bin": make_bytes(1_500_000, i) for i in range(8)}
+    server = await serve(aiohttp_server, files)
+    for name in files:
+        server.faults[name] = Faults(rate=1_500_000)
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    total = sum(len(d) for d in files.values())
+    command = [sys.executable, "-m", "downloader", "get", "-i", str(manifest)]
+    command += ["-d", str(tmp_path / "data"), "--cluster", "local:2", "-j", "4"]
+
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        while server.bytes_sent() < total * 0.3:
+            assert proc.returncode is None, "finished before the signal"
+            await asyncio.sleep(0.05)
+        os.killpg(proc.pid, signum)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = err.decode()
+    assert proc.returncode == 128 + signum, text
+    assert f"stopped by {signum.name}" in text
+    assert "Traceback" not in text
+    assert "Run the same command again to resume" in text
+
+    code, text = await _run(command)
+    assert code == 0, text
+    assert_all_correct(tmp_path / "data", server)
+    assert server.bytes_sent() < 1.3 * total
