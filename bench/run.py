@@ -468,6 +468,11 @@ def versions(tools: list[Tool], env: Installer) -> str:
 
 
 def update_readme(body: str) -> None:
+    """Replace the README's results with ``body``, keeping sections not re-run.
+
+    A scenario left out of this run (S6 takes half an hour) keeps its table
+    from the earlier run, marked with that run's date.
+    """
     readme = REPO / "README.md"
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if not readme.exists():
@@ -476,9 +481,40 @@ def update_readme(body: str) -> None:
     if start not in text or end not in text:
         return
     head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
+    old, tail = rest.split(end, 1)
+    _, fresh = sections(body)
+    _, earlier = sections(old)
+    note = KEPT.format(when=old_date(old))
+    kept = [
+        section
+        if KEPT[:12] in section
+        else section.replace("\n\n", f"\n\n{note}\n\n", 1)
+        for name, section in earlier.items()
+        if name not in fresh
+    ]
+    body = body.rstrip("\n") + "\n\n" + "".join(kept) if kept else body
     readme.write_text(f"{head}{start}\n{body}\n{end}{tail}")
     print(f"updated {readme}")
+
+
+KEPT = "_(kept from the run of {when}: this run did not include it)_"
+
+
+def sections(text: str) -> tuple[str, dict[str, str]]:
+    """Split results markdown into its preamble and ``{"S1": section text}``."""
+    parts = text.split("\n### ")
+    found = {}
+    for part in parts[1:]:
+        name = part.split(":", 1)[0]
+        found[name] = "### " + part.rstrip("\n") + "\n\n"
+    return parts[0], found
+
+
+def old_date(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("- measured "):
+            return line.removeprefix("- measured ").strip()
+    return "an earlier date"
 
 
 # ---------------------------------------------------------------- main
@@ -598,7 +634,9 @@ def main() -> int:
         args.out.write_text(body)
         print(f"wrote {args.out}")
         if args.readme:
-            update_readme(body.split("\n", 1)[1].strip() + "\n")
+            when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+            rest = body.split("\n", 1)[1].strip()
+            update_readme(f"- measured {when}\n{rest}\n")
         return 0
     finally:
         Child.kill()
