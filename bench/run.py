@@ -146,6 +146,15 @@ SCENARIOS: list[Scenario] = [
         ceiling=(f"throttle {THROTTLE_MIB} MiB/s x 16 connections", THROTTLE_MIB * 16),
     ),
     Scenario(
+        "S3L",
+        "S3 with a {size} file: start-up spread over four seconds",
+        "MiB/s",
+        one_file("s3l", 1 << 30, 64 * MiB),
+        (2 << 30, 128 * MiB),
+        throttled=True,
+        ceiling=(f"throttle {THROTTLE_MIB} MiB/s x 16 connections", THROTTLE_MIB * 16),
+    ),
+    Scenario(
         "S4",
         "`downloader plan` of a {size}-entry manifest (memory stays flat)",
         "entries/s",
