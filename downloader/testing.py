@@ -4,7 +4,8 @@
 Last-Modified, single byte ranges and ``If-Range``, and injects the faults real
 servers and CDNs produce: dropped connections, 5xx/429 bursts with ``Retry-After``,
 ignored ``Range``, content that changes between requests, truncated bodies,
-stalls, per-connection throttling and lies about ``Content-Length``.
+stalls, per-connection throttling and lies about ``Content-Length`` and
+``Content-Range``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Faults:
     ignore_range: bool = False  # answer 200 + whole body to Range requests
     ignore_if_range: bool = False  # honour Range even when If-Range does not match
     wrong_range_start: int | None = None  # answer 206 starting at this byte instead
+    # Content-Range sent on 206 answers instead of the true one, the body being
+    # the range asked for: "{start}", "{end}", "{size}" are filled in, "" sends
+    # none. E.g. "bytes -1-{end}/{size}", "bytes 0-{end}/{size}" (overlapping).
+    content_range: str | None = None
     rate: float | None = None  # bytes per second, per connection
     no_validators: bool = False  # send neither ETag nor Last-Modified
     no_length: bool = False  # chunked encoding, no Content-Length
@@ -200,6 +205,12 @@ class FileServer:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             body = data[start : end + 1]
+            if faults.content_range is not None and _range_fault_due(faults):
+                lie = faults.content_range.format(start=start, end=end, size=len(data))
+                if lie:
+                    headers["Content-Range"] = lie
+                else:
+                    del headers["Content-Range"]
         else:
             body = data
         response = web.StreamResponse(status=status, headers=headers)

@@ -6,7 +6,9 @@ no validators, content changed between requests, stalls longer than the read
 timeout, throttling, redirects), with one or several segments per file and one
 or two workers. For every schedule, every entry must end either downloaded with
 exactly the server's current bytes (and its checksum), with nothing left beside
-it, or failed with a message and no final file. Run more examples locally with
+it, or failed with a message and no final file. Two smaller searches aim at one
+hazard each: a file changing under a split download, and Content-Range lies
+(negative, overlapping, missing) among drops. Run more examples locally with
 FAULT_EXAMPLES=2000.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from downloader import Checksum, Downloader, Entry, Report
+from downloader import Checksum, Downloader, Entry, Report, Result
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import SCHEDULE_TALLY, sha256
@@ -158,15 +160,65 @@ def test_content_changing_under_a_split_download_is_never_spliced(
         dest = Path(tmp)
         schedule = [(1_500_000, fault, False, False)]
         server, entries, report = asyncio.run(run_schedule(schedule, split, 1, dest))
-        TALLY.schedules += 1
-        TALLY.files += 1
-        result = report.results[0]
-        if result.status == "downloaded":
-            TALLY.downloaded += 1
-            on_disk = (dest / entries[0].path).read_bytes()
-            if on_disk != server.files[entries[0].path]:
-                TALLY.wrong_final_files += 1
-            assert on_disk == server.files[entries[0].path], result
-        else:
-            TALLY.failed += 1
-            assert not (dest / entries[0].path).exists()
+        check_one(dest, server, entries[0], report.results[0])
+
+
+# Content-Range on a 206 whose body is the range asked for; see testing.Faults.
+RANGE_LIES = (
+    "bytes -1-{end}/{size}",
+    "bytes -{start}-{end}/{size}",
+    "bytes 0-{end}/{size}",
+    "bytes 1-{end}/{size}",
+    "bytes {start}-{end}/99999999",
+    "",
+)
+
+
+@settings(max_examples=max(EXAMPLES // 8, 20), deadline=None, derandomize=True)
+@given(
+    lie=st.sampled_from(RANGE_LIES),
+    range_faults_after=st.integers(0, 1),
+    drop_after=st.integers(0, 1_499_999),  # drops make resumes
+    drop_times=st.integers(1, 3),
+    with_checksum=st.booleans(),
+    split=st.sampled_from((1, 3)),
+)
+def test_lying_content_range_is_never_written_anywhere(
+    lie: str,
+    range_faults_after: int,
+    drop_after: int,
+    drop_times: int,
+    with_checksum: bool,
+    split: int,
+) -> None:
+    """Resumes and extra segments meet a Content-Range lie, among drops."""
+    fault = Faults(
+        content_range=lie,
+        range_faults_after=range_faults_after,
+        drop_after=drop_after,
+        drop_times=drop_times,
+        rate=20_000_000,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp)
+        schedule = [(1_500_000, fault, with_checksum, False)]
+        server, entries, report = asyncio.run(run_schedule(schedule, split, 1, dest))
+        check_one(dest, server, entries[0], report.results[0])
+
+
+def check_one(dest: Path, server: FileServer, entry: Entry, result: Result) -> None:
+    """One file of a one-file schedule: right bytes and nothing beside, or none."""
+    TALLY.schedules += 1
+    TALLY.files += 1
+    final = dest / entry.path
+    if result.status == "downloaded":
+        TALLY.downloaded += 1
+        on_disk = final.read_bytes()
+        if on_disk != server.files[entry.path]:
+            TALLY.wrong_final_files += 1
+        assert on_disk == server.files[entry.path], result
+        assert not list(dest.glob(entry.path + ".part*")), result
+    else:
+        TALLY.failed += 1
+        assert result.error
+        assert not final.exists(), result

@@ -136,6 +136,53 @@ async def test_206_at_wrong_offset_is_never_written(
     assert statuses == [206, 200]  # the bad 206 discarded, then a clean restart
 
 
+# Content-Range lies on a 206 whose body is the range asked for: none may be
+# taken at its word (the bytes would land at the wrong offset, or on top of
+# bytes already there), and none may be written where it was asked for either.
+RANGE_LIES = [
+    pytest.param("bytes -100-{end}/{size}", id="negative-start"),
+    pytest.param("bytes -{start}-{end}/{size}", id="negated"),
+    pytest.param("bytes {end}-{start}/{size}", id="backwards"),
+    pytest.param("bytes 0-{end}/{size}", id="overlaps-from-zero"),
+    pytest.param("bytes 1-{end}/{size}", id="overlaps-what-is-here"),
+    pytest.param("bytes {end}-{end}/{size}", id="starts-later"),
+    pytest.param("bytes {start}-{size}/{size}", id="past-the-end"),
+    pytest.param("bytes {start}-{end}/99999999", id="other-total"),
+    pytest.param("bytes {start}-{end}", id="no-total"),
+    pytest.param("bytes={start}-{end}/{size}", id="request-syntax"),
+    pytest.param("", id="missing"),
+]
+
+
+@pytest.mark.parametrize("lie", RANGE_LIES)
+@pytest.mark.parametrize("mode", ["resume", "split"])
+async def test_lying_content_range_is_never_written(
+    origin: FileServer, tmp_path: Path, mode: str, lie: str
+) -> None:
+    """End to end: a resume after a drop, or the extra ranges of a split file."""
+    data = make_bytes(1_500_000, "lie")  # over 1 MiB: resumable, splittable
+    origin.set_file("big.bin", data)
+    fault = Faults(content_range=lie, rate=20_000_000)
+    if mode == "resume":
+        fault.drop_after = 500_000  # the first answer: a part to resume
+    origin.faults["big.bin"] = fault
+    async with Downloader(
+        tmp_path, split=1 if mode == "resume" else 3, min_split_size=256 * 1024,
+        retries=2, retry_wait=0.01,
+    ) as dl:  # fmt: skip
+        report = await dl.download([origin.url("big.bin")])  # no checksum to save it
+
+    result = report.results[0]
+    final = tmp_path / "big.bin"
+    assert result.status == "downloaded", result.error
+    assert file_sha256(final) == sha256(data)
+    assert leftovers(tmp_path) == []
+    requests = gets(origin, "big.bin")
+    assert any(r.status == 206 for r in requests)  # the lie was told...
+    assert "Range" not in requests[-1].headers  # ...and cost a restart from zero
+    assert requests[-1].sent == len(data)
+
+
 async def test_206_of_a_file_of_another_size_is_never_written(
     origin: FileServer, tmp_path: Path
 ) -> None:
