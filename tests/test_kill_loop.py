@@ -1,9 +1,11 @@
 """Kill the real CLI at random moments, again and again; the job still finishes.
 
 Twenty SIGKILLs at random times (during transfers, checkpoints, renames: wherever
-they land), then SIGINT and SIGTERM (which must exit 130 and 143), then a clean
-run. Every file must end with the right sha256 and the server must have sent
-less than 1.5x the dataset: resumes reuse what earlier runs fetched.
+they land), then three SIGINTs and three SIGTERMs, alternating, each at a random
+moment of a transfer and each followed by a rerun (they must exit 130 and 143),
+then a clean run. No final file is ever wrong; at the end every file has the
+right sha256 and the server has sent less than 1.5x the dataset: resumes reuse
+what earlier runs fetched.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
 
 KILLS = 20
+STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)] * 3  # alternating
 FILE_SIZE = 4_000_000
 RATE = 100_000  # bytes/s per connection: the kills leave most of the data to do
 
@@ -31,6 +36,23 @@ async def start_cli(manifest: Path, dest: Path) -> asyncio.subprocess.Process:
         "-d", str(dest), "-j", "4", "-s", "2", "--min-split-size", "1M", "-q",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def wait_for_bytes(origin: FileServer, proc: asyncio.subprocess.Process) -> None:
+    """Until this run has received bytes: its signal handlers are in place."""
+    before = origin.bytes_sent()
+    for _ in range(500):  # 10 s
+        if origin.bytes_sent() > before:
+            return
+        assert proc.returncode is None, "the run ended before any transfer"
+        await asyncio.sleep(0.02)
+    pytest.fail("no bytes flowed for 10 s")
+
+
+def assert_no_wrong_final_file(dest: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        if (dest / name).exists():
+            assert file_sha256(dest / name) == sha256(data), name
 
 
 async def test_kill_loop_finishes_with_right_bytes_and_reuses_them(
@@ -58,19 +80,19 @@ async def test_kill_loop_finishes_with_right_bytes_and_reuses_them(
         with contextlib.suppress(ProcessLookupError):  # it may have just finished
             proc.send_signal(signal.SIGKILL)
         await proc.wait()
-        for name, data in files.items():  # never a wrong final file, at any moment
-            if (dest / name).exists():
-                assert file_sha256(dest / name) == sha256(data)
+        assert_no_wrong_final_file(dest, files)  # at any moment
 
-    done = [name for name in files if (dest / name).exists()]
-    assert len(done) < len(files), "the kills left no work for SIGINT and SIGTERM"
-    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+    for signum, code in STOPS:  # each run resumes what the last one stopped
+        done = [name for name in files if (dest / name).exists()]
+        assert len(done) < len(files), f"no work left for {signum.name}"
         proc = await start_cli(manifest, dest)
-        await asyncio.sleep(rng.uniform(0.8, 1.3))
+        await wait_for_bytes(origin, proc)
+        await asyncio.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signum)
         _, err = await proc.communicate()
-        assert proc.returncode == code, err.decode()
+        assert proc.returncode == code, (signum.name, err.decode())
         assert "Run the same command again to resume" in err.decode()
+        assert_no_wrong_final_file(dest, files)
 
     for name in files:
         origin.faults[name].rate = None
@@ -83,6 +105,7 @@ async def test_kill_loop_finishes_with_right_bytes_and_reuses_them(
         assert file_sha256(dest / name) == sha256(data)
     assert not list(dest.glob("*.part*"))
     sent = origin.bytes_sent()
-    print(f"kill loop: {KILLS} SIGKILLs + SIGINT + SIGTERM; {sent:,} bytes sent "
+    print(f"kill loop: {KILLS} SIGKILLs + {len(STOPS) // 2} SIGINTs + "
+          f"{len(STOPS) // 2} SIGTERMs; {sent:,} bytes sent "
           f"for {total:,} bytes of files ({sent / total:.2f}x)")  # fmt: skip
     assert sent < 1.5 * total
