@@ -346,3 +346,19 @@ async def test_cli_cluster_stops_cleanly_and_resumes(
     assert code == 0, text
     assert_all_correct(tmp_path / "data", server)
     assert server.bytes_sent() < 1.3 * total
+
+
+async def test_cli_uses_a_running_scheduler(
+    aiohttp_server: Any, tmp_path: Path, cluster: str
+) -> None:
+    files = {f"t{i}.bin": make_bytes(20_000, i) for i in range(6)}
+    server = await serve(aiohttp_server, files)
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+    command = [sys.executable, "-m", "downloader", "get", "-i", str(manifest), "-q"]
+    command += ["-d", str(tmp_path / "data"), "--cluster", cluster]
+
+    code, err = await _run(command)
+
+    assert code == 0, err
+    assert err == ""  # -q: nothing to say when all went well
+    assert_all_correct(tmp_path / "data", server)
