@@ -244,12 +244,10 @@ def quick_path(item: Any, defaults: Mapping[str, Any] | None = None) -> str | No
             url = defaults.get("url")
     else:
         return None
-    if path in (None, "") and isinstance(url, str):
-        path = default_path(url.strip())  # as _check_url strips it
-    if not isinstance(path, str) or not path:
-        return None
     try:
-        return check_path(path)
+        if path in (None, ""):
+            path = default_path(_check_url(url, "url"))  # the URL as the check keeps it
+        return check_path(path) if isinstance(path, str) and path else None
     except ValueError:
         return None
 
@@ -306,14 +304,17 @@ def check_manifests_stats(
     """
     paths = list(paths)
     sizes = [0, 0]  # bytes declared, entries without a size (first pass only)
+    passes = [0]  # the second pass (only when digests meet) must not add again
 
     def rows() -> Iterator[tuple[str, int, str]]:
+        passes[0] += 1
+        first = passes[0] == 1
         for path in paths:
             for line, entry in iter_manifest(path, fmt=fmt, keep=keep):
-                if entry.size is None:
+                if first and entry.size is None:
                     sizes[1] += 1
-                else:
-                    sizes[0] += entry.size
+                elif first:
+                    sizes[0] += entry.size or 0
                 if check_entry is not None:
                     try:
                         check_entry(entry)

@@ -362,3 +362,15 @@ async def test_the_longest_name_allowed_downloads_with_its_part_files(
 
     assert code == 0, err
     assert_bytes(dest, origin, "big.bin", name)
+
+
+def test_a_second_pass_does_not_count_sizes_twice(tmp_path: Path) -> None:
+    # Case twins make the checker read the manifest again; sizes add up once.
+    sized = [("a.bin", 100), ("A.bin", 200), ("b.bin", 300)]
+    manifest = jsonl(
+        tmp_path / "sized.jsonl", [{"url": U, "path": p, "size": n} for p, n in sized]
+    )
+    stats = check_manifests_stats([manifest])
+
+    assert stats.warning_count == 1  # the second pass did run
+    assert (stats.count, stats.known_bytes, stats.all_sized) == (3, 600, True)

@@ -36,8 +36,26 @@ def planned(manifest: Path, shard: str, capsys: pytest.CaptureFixture[str]) -> s
 
 def test_shard_of_is_pinned() -> None:
     # Shards of one job array may run different versions: the hash must not move.
-    assert [shard_of(p, 7) for p in ("a.bin", "x/y/z.tar", "ü/ß.txt")] == [3, 6, 3]
+    assert [shard_of(p, 7) for p in ("a.bin", "x/y/z.tar", "ü/ß.txt")] == [3, 6, 1]
     assert shard_of("a.bin", 1) == 0
+    # Names one file on macOS/Windows share a shard: no two shards write it.
+    assert shard_of("A.BIN", 7) == 3
+    assert shard_of("Ü/SS.txt", 7) == 1
+    assert shard_of("u\u0308/ß.txt", 7) == 1  # decomposed ü
+
+
+def test_a_shard_warns_about_paths_only_case_tells_apart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [{"url": f"http://127.0.0.1:9/{i}", "path": p} for i, p in enumerate(PATHS)]
+    lines.append({"url": "http://127.0.0.1:9/upper", "path": PATHS[9].upper()})
+    manifest = write_jsonl(tmp_path / "m.jsonl", lines)
+    owner = shard_of(PATHS[9], 5)
+
+    assert _cli.main(["plan", "-i", str(manifest), "--shard", f"{owner}/5"]) == 0
+    err = caplog.text
+    assert f"m.jsonl:{len(lines)}: path {PATHS[9].upper()!r}" in err
+    assert "differ only in letter case" in err
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
@@ -193,7 +211,8 @@ def test_a_bad_entry_stops_the_shard_that_owns_it(
 
 
 _text = st.lists(
-    st.sampled_from([*"ab/.%2e ü\\:\t~?#", "%2F", "..", "//", " "]), max_size=8
+    st.sampled_from([*"ab/.%2e ü\\:\t~?#\xa0\u2003\u3000", "%2F", "..", "//", " "]),
+    max_size=8,
 ).map("".join)
 _url = st.one_of(
     st.builds(lambda p: f"http://h/{p}", _text),
