@@ -7,19 +7,24 @@ import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from ._portable import fold
+
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 def shard_of(path: str, count: int) -> int:
     """The shard (0..count-1) that owns the output ``path``.
 
-    blake2b-64 of the UTF-8 path, modulo ``count``. It depends on nothing but
-    the path, so every copy of a job array agrees whatever the manifest order,
-    and two entries for one path always meet in the same shard (where the
-    duplicate is caught). Never change it: shards run by two versions of this
-    package must still partition a manifest.
+    blake2b-64 of the path as macOS and Windows store it (``fold``: Unicode
+    NFC, case folded), modulo ``count``. It depends on nothing but the path,
+    so every copy of a job array agrees whatever the manifest order; two
+    entries for one path, or for paths only letter case tells apart, always
+    meet in one shard, where the duplicate (or the warning) is caught and no
+    two shards write one file of a case-insensitive shared filesystem. Never
+    change it: shards run by two versions must still partition a manifest.
     """
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=8)
+    key = fold(path).encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(key, digest_size=8)
     return int.from_bytes(digest.digest(), "big") % count
 
 
