@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._cli import main
+from ._cli import console_main
 
 # Guarded: worker processes started by spawn (Dask, multiprocessing) import this.
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console_main())

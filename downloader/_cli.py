@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -297,12 +296,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Parse ``argv`` and run it; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    return run(parse_args(argv))
+
+
+def console_main() -> int:
+    """The ``downloader`` command and ``python -m downloader``."""
     # The ~200k objects the imports made live as long as the process: keep the
     # collector off them, which saves ~50 ms of full collection at exit.
     gc.freeze()
-    return run(parse_args(argv))
+    return main()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -423,7 +427,9 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         "insecure": args.insecure,
     }
     if args.cluster:
-        return _run_on_cluster(args, sources, options)
+        from ._cli_cluster import run_on_cluster
+
+        return run_on_cluster(args, sources, options)
     options["progress"] = _make_progress(args)
     writer = _ReportWriter(Path(args.report)) if args.report else None
     summary = Summary()
@@ -463,107 +469,6 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
     _print_summary(summary, failures, quiet=args.quiet)
     return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
-
-
-class _Stopped(BaseException):
-    """SIGINT or SIGTERM during a cluster run (raised in the main thread)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame: object) -> None:
-    # Workers signalled with us die at once; what Dask logs about the closed
-    # streams while it winds down says nothing the stop message does not.
-    _quiet_dask(logging.CRITICAL + 1)
-    raise _Stopped(signum)
-
-
-def _run_on_cluster(
-    args: argparse.Namespace, sources: Sources, options: dict[str, Any]
-) -> int:
-    """``get --cluster``: shards on Dask, one overall bar, one merged report."""
-    from ._progress import OverallBar
-    from .distributed import ClusterRun, ProgressUpdate
-
-    _quiet_dask()
-
-    if args.shard is not None:
-        msg = (
-            "--cluster makes its own shards; --shard is for separate runs "
-            "(job arrays), so give one or the other"
-        )
-        raise _Usage(msg)
-    writer = _ReportWriter(Path(args.report)) if args.report else None
-    summary = Summary()
-    failures: list[Result] = []
-    show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
-    bar: OverallBar | None = None
-    stopped_by: int | None = None
-    began = time.monotonic()
-    handlers = {
-        sig: signal.signal(sig, _raise_stopped)
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-
-    def show(update: ProgressUpdate) -> None:
-        if bar is not None:
-            shards = f"{update.shards_done}/{update.shards} shards"
-            live = update.failed if show_bar else []
-            bar.advance(update.bytes, update.dropped, update.finished, live, shards)
-
-    try:
-        with contextlib.ExitStack() as stack:
-            run = ClusterRun(sources, args.dest, cluster=args.cluster)
-            try:
-                stack.enter_context(run)
-            except OSError as exc:
-                msg = f"--cluster {args.cluster}: cannot reach the scheduler: {exc}"
-                raise _Usage(msg) from None
-            except (ImportError, ValueError) as exc:
-                msg = f"--cluster {args.cluster}: {exc}"
-                raise _Usage(msg) from None
-            bar = OverallBar(
-                sys.stderr, files=run.count, total_bytes=run.total_bytes, bar=show_bar
-            )
-            stack.callback(bar.close)  # first, so Dask's shutdown lines come after
-            for result in run.results(options, on_progress=show):
-                summary.add(result)
-                if result.status == "failed" and len(failures) < MAX_FAILURES_LISTED:
-                    failures.append(result)
-                if writer is not None:
-                    writer.add(result)
-                if not show_bar and (not args.quiet or result.status == "failed"):
-                    bar.write(describe(result))
-    except _Stopped as stop:
-        stopped_by = stop.signum
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        summary.seconds = time.monotonic() - began
-    if writer is not None:
-        writer.close(summary)
-    if stopped_by is not None:
-        finished = bar.finished if bar is not None else 0
-        _err(
-            f"stopped by {signal.Signals(stopped_by).name}: {finished} files "
-            "finished; partial files kept. Run the same command again to resume."
-        )
-        return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
-    _print_summary(summary, failures, quiet=args.quiet)
-    return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
-
-
-def _quiet_dask(level: int = logging.WARNING) -> None:
-    """Keep Dask's warnings (a worker died...) but not its INFO start-up chatter."""
-    try:
-        import distributed  # noqa: F401 - its import sets its loggers' levels
-    except ImportError:
-        return  # ClusterRun says how to install it
-    for name in list(logging.root.manager.loggerDict):
-        if name == "distributed" or name.startswith("distributed."):
-            logging.getLogger(name).setLevel(level)
 
 
 def _run_until_signal(coro: Any) -> int | None:

@@ -229,16 +229,27 @@ class TqdmProgress:
 class OverallBar:
     """One bar for a whole run fed with totals (a cluster run: no per-file bars).
 
-    Without a terminal it prints only the failures and a line per ``note``.
+    Without a terminal, no bar: lines the caller writes, and with ``heartbeat``
+    a progress line that often, so a long run's log never goes silent.
     """
 
     def __init__(
-        self, stream: TextIO, *, files: int, total_bytes: int | None, bar: bool
+        self,
+        stream: TextIO,
+        *,
+        files: int,
+        total_bytes: int | None,
+        bar: bool,
+        heartbeat: float | None = None,
     ) -> None:
         self.stream = stream
         self.files = files
+        self.total_bytes = total_bytes
         self.finished = 0
         self.failed = 0
+        self.moved = 0
+        self.heartbeat = heartbeat  # seconds between plain progress lines
+        self._last_line = time.monotonic()
         self._bar: tqdm[Any] | None = None
         if bar:
             from tqdm import tqdm
@@ -263,8 +274,16 @@ class OverallBar:
         will not come (skipped or failed files), files finished, failures."""
         self.finished += finished
         self.failed += len(failed)
+        self.moved += n
         for line in failed:
             self.write(line)
+        if self.heartbeat and time.monotonic() - self._last_line >= self.heartbeat:
+            self._last_line = time.monotonic()
+            failures = f", {self.failed} failed" if self.failed else ""
+            self.write(
+                f"progress: {self.finished:,}/{self.files:,} files{failures}, "
+                f"{format_bytes(self.moved)} moved, {status}"
+            )
         if self._bar is not None:
             if dropped and self._bar.total is not None:
                 self._bar.total = max(0, self._bar.total - dropped)

@@ -13,9 +13,9 @@ or a shared filesystem. Machines with their own disks use ``--shard`` instead.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import queue
@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Downloader
+from ._exceptions import DownloadError
+from ._local import inspect_all
 from ._models import Report, Result
-from ._progress import describe
 from ._shard import Shard
+from ._shard_task import run_shard
 from ._sources import EntriesLike, Sources
 from ._types import StrPath
 
@@ -39,12 +41,11 @@ if TYPE_CHECKING:
     from distributed import Client
 
 # Options shared out over the worker processes, so the cluster as a whole keeps
-# the limits a single run would (at least one each).
-SHARED_LIMITS = ("jobs", "per_host", "max_connections")
+# the limits a single run would (at least one connection or job each).
+SHARED_LIMITS = ("jobs", "per_host", "max_connections", "limit_rate")
 SHARDS_PER_WORKER = 2  # a dead worker then costs a smaller shard's rerun
 TASK_RETRIES = 2  # on top of Dask's own re-runs after a worker dies
-EVENT_INTERVAL = 0.5  # seconds between progress events from one shard
-STOP_POLL = 0.2  # seconds a shard waits on the stop flag per call
+UPDATE_INTERVAL = 0.5  # seconds between progress updates to the caller
 
 
 def download_on_cluster(
@@ -69,17 +70,18 @@ def download_on_cluster(
     shards:
         Tasks to split the work into (default: two per worker thread).
     on_progress:
-        Called in this thread with each update the workers send.
+        Called in this thread about twice a second with what the workers sent.
     **options:
-        Keywords of ``Downloader``. ``jobs``, ``per_host`` and
-        ``max_connections`` are totals shared out over the workers.
+        Keywords of ``Downloader``. ``jobs``, ``per_host``, ``max_connections``
+        and ``limit_rate`` are totals (given or default) shared out over the
+        workers; ``progress`` and ``session`` cannot cross processes.
 
     Raises
     ------
     ManifestError
         The input is unusable; nothing was transferred.
-    ImportError
-        Dask is not installed.
+    ClusterError
+        Dask is not installed, or the scheduler cannot be reached.
     """
     report = Report()
     began = time.monotonic()
@@ -90,16 +92,35 @@ def download_on_cluster(
     return report
 
 
+class ClusterError(DownloadError):
+    """No cluster to run on: Dask is missing, or its scheduler cannot be reached."""
+
+
 @dataclass
 class ProgressUpdate:
-    """What the workers reported since the last update, plus running totals."""
+    """The change since the last update (a rerun shard may take some back)."""
 
-    bytes: int = 0  # net bytes moved (negative when a file restarted)
+    bytes: int = 0  # bytes moved (negative when files restarted)
     dropped: int = 0  # declared bytes that will not move (skipped, failed files)
     finished: int = 0
     failed: list[str] = field(default_factory=list)  # one line per failed file
-    shards_done: int = 0
+    shards_done: int = 0  # running total
     shards: int = 0
+
+
+def share_limits(options: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Each worker's share of the run-wide limits (the engine's defaults if unset)."""
+    defaults = inspect.signature(Downloader).parameters
+    shared = dict(options)
+    for name in SHARED_LIMITS:
+        total = options.get(name, defaults[name].default)
+        if total is None:
+            continue
+        if name == "limit_rate":
+            shared[name] = total / workers
+        else:
+            shared[name] = max(1, math.ceil(total / workers))
+    return shared
 
 
 class ClusterRun:
@@ -130,9 +151,14 @@ class ClusterRun:
         self.total_bytes: int | None = None
 
     def __enter__(self) -> ClusterRun:
+        _need_dask()  # before reading a huge manifest for nothing
         self.count, self.total_bytes = self.sources.check(self.dest)
         try:
             self.client = self._stack.enter_context(_connect(self.cluster))
+        except OSError as exc:
+            self._stack.close()
+            msg = f"cannot reach the Dask scheduler: {exc}"
+            raise ClusterError(msg) from exc
         except BaseException:
             self._stack.close()
             raise
@@ -145,8 +171,7 @@ class ClusterRun:
     def workers(self) -> int:
         """Worker threads in the cluster now (each runs one shard at a time)."""
         assert self.client is not None
-        info = self.client.scheduler_info()["workers"]
-        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        return max(1, sum(int(n) for n in self.client.nthreads().values()))
 
     def results(
         self,
@@ -155,7 +180,7 @@ class ClusterRun:
         on_progress: Callable[[ProgressUpdate], None] | None = None,
     ) -> Iterator[Result]:
         """Run every shard; yield each shard's results as that shard finishes."""
-        from distributed import Event, wait
+        from distributed import Event
 
         assert self.client is not None
         local_only = {"progress", "session"} & set(options)
@@ -167,17 +192,16 @@ class ClusterRun:
             raise ValueError(msg)
         workers = self.workers
         count = self.shards or workers * SHARDS_PER_WORKER
-        shared = {
-            name: max(1, math.ceil(options[name] / workers))
-            for name in SHARED_LIMITS
-            if name in options
-        }
-        task_options = {**options, **shared}
+        task_options = share_limits(options, workers)
+        if task_options.get("ca_bundle"):
+            task_options["ca_bundle"] = str(Path(task_options["ca_bundle"]).resolve())
         topic = f"downloader-{uuid.uuid4().hex}"
-        events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self.client.subscribe_topic(topic, lambda event: events.put(event[1]))
-        futures = {
-            self.client.submit(
+        tally = _Tally(count)
+        self.client.subscribe_topic(topic, lambda event: tally.events.put(event[1]))
+        ready = threading.Event()
+        futures = {}
+        for k in range(count):
+            future = self.client.submit(
                 run_shard,
                 self.sources,
                 str(self.dest),
@@ -186,38 +210,35 @@ class ClusterRun:
                 task_options,
                 key=f"{topic}-shard-{k}-of-{count}",
                 retries=TASK_RETRIES,
-                pure=False,
-            ): Shard(k, count)
-            for k in range(count)
-        }
-        pending = set(futures)
-        done_shards = 0
+            )
+            future.add_done_callback(lambda _: ready.set())
+            futures[future] = Shard(k, count)
         try:
-            while pending:
-                try:
-                    finished, pending = wait(
-                        pending, timeout=EVENT_INTERVAL, return_when="FIRST_COMPLETED"
-                    )
-                except TimeoutError:  # Dask's wait raises when nothing finished
-                    finished = set()
-                done_shards += len(finished)
+            while futures:
+                ready.wait(UPDATE_INTERVAL)
+                ready.clear()  # before looking: a shard ending now sets it again
+                finished = [f for f in futures if f.done()]
+                tally.shards_done += len(finished)
                 if on_progress is not None:
-                    on_progress(_drain(events, done_shards, count))
+                    on_progress(tally.update())
                 for future in finished:
-                    yield from self._shard_results(future, futures[future])
+                    shard = futures.pop(future)
+                    yield from self._shard_results(future, shard, task_options)
+                    future.release()  # its results leave the worker's memory
         finally:
-            if pending:  # stopped early: let running shards save their state
+            if futures:  # stopped early: queued shards must not start
                 with contextlib.suppress(Exception):  # best effort: it may be gone
+                    self.client.cancel(list(futures))
                     Event(f"{topic}-stop", client=self.client).set()
-                    for future in pending:
-                        future.cancel()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(topic)
         if on_progress is not None:
-            on_progress(_drain(events, done_shards, count))
+            on_progress(tally.update())
 
-    def _shard_results(self, future: Any, shard: Shard) -> Iterator[Result]:
-        """The shard's results, or a failed result per entry when it could not run."""
+    def _shard_results(
+        self, future: Any, shard: Shard, options: dict[str, Any]
+    ) -> Iterator[Result]:
+        """The shard's results; if it could not run, what the disk says of each."""
         if future.status == "finished":
             yield from future.result()
             return
@@ -227,116 +248,65 @@ class ClusterRun:
         except Exception as exc:  # a shard that could not run, whatever the cause
             reason = f"{type(exc).__name__}: {exc}"
         error = f"shard {shard} did not finish ({reason}); rerun to resume"
-        for entry in dataclasses.replace(self.sources, shard=shard):
-            yield Result(entry, "failed", error=error)
+        sources = dataclasses.replace(self.sources, shard=shard)
+        for verdict in inspect_all(self.dest, sources, jobs=options.get("jobs", 8)):
+            if verdict.action == "complete":  # finished before the shard was lost
+                yield Result(verdict.entry, "skipped", size=verdict.entry.size)
+            else:
+                yield Result(verdict.entry, "failed", error=error)
 
 
-def run_shard(
-    sources: Sources, dest: str, shard: Shard, topic: str, options: dict[str, Any]
-) -> list[Result]:
-    """The Dask task: download one shard with the normal engine on this worker."""
-    from distributed import Event, get_worker
+class _Tally:
+    """Per-shard running totals from the workers' events; updates are changes.
 
-    worker = get_worker()
-    sink = EventProgress(lambda message: worker.log_event(topic, message))
-    stop = Event(f"{topic}-stop")
+    An event carries its shard's totals and the attempt they belong to. A
+    rerun (a newer attempt) replaces the lost attempt's totals, so resumed
+    files are not counted twice; late events of the lost attempt are ignored.
+    """
 
-    async def go() -> list[Result]:
-        async with Downloader(dest, progress=sink, **options) as dl:
-            download = asyncio.ensure_future(dl.download(sources, shard=shard))
-            watch = asyncio.ensure_future(_cancel_when_set(stop, download))
-            try:
-                return (await download).results
-            except asyncio.CancelledError:  # the client stopped the run
-                return []
-            finally:
-                watch.cancel()
+    def __init__(self, shards: int) -> None:
+        self.events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.shards = shards
+        self.shards_done = 0
+        self._latest: dict[int, tuple[list[Any], int, int, int]] = {}
 
-    return asyncio.run(go())
-
-
-async def _cancel_when_set(stop: Any, task: asyncio.Future[Any]) -> None:
-    """Stop the shard promptly (part files checkpointed) when the client says so."""
-    while not await asyncio.to_thread(stop.wait, STOP_POLL):
-        pass
-    task.cancel()
-
-
-class EventProgress:
-    """A ProgressSink that sends batched totals as Dask events (no bars on workers)."""
-
-    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
-        self.send = send
-        self._done: dict[int, int] = {}
-        self._bytes = 0
-        self._dropped = 0
-        self._finished = 0
-        self._failed: list[str] = []
-        self._last = time.monotonic()
-
-    def run_started(self, files: int, total_bytes: int | None) -> None:
-        pass
-
-    def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
-        self._bytes += done - self._done.get(key, 0)  # a restart takes bytes back
-        self._done[key] = done
-
-    def file_advanced(self, key: int, n: int) -> None:
-        self._done[key] = self._done.get(key, 0) + n
-        self._bytes += n
-        if time.monotonic() - self._last >= EVENT_INTERVAL:
-            self._flush()
-
-    def file_finished(self, key: int, result: Result) -> None:
-        done = self._done.pop(key, 0)
-        self._finished += 1
-        if result.status == "failed":
-            self._bytes -= done
-            self._failed.append(describe(result))
-        if result.status != "downloaded":
-            self._dropped += result.entry.size or 0
-        if time.monotonic() - self._last >= EVENT_INTERVAL:
-            self._flush()
-
-    def close(self) -> None:
-        self._flush()
-
-    def _flush(self) -> None:
-        self._last = time.monotonic()
-        if self._bytes or self._finished or self._failed:
-            self.send(
-                {
-                    "bytes": self._bytes,
-                    "dropped": self._dropped,
-                    "finished": self._finished,
-                    "failed": self._failed,
-                }
-            )
-            self._bytes, self._dropped, self._finished, self._failed = 0, 0, 0, []
+    def update(self) -> ProgressUpdate:
+        change = ProgressUpdate(shards_done=self.shards_done, shards=self.shards)
+        with contextlib.suppress(queue.Empty):
+            while True:
+                message = self.events.get_nowait()
+                shard, attempt = int(message["shard"]), list(message["attempt"])
+                old = self._latest.get(shard, ([0.0, 0], 0, 0, 0))
+                if attempt < old[0]:
+                    continue  # from an attempt already replaced
+                now = (
+                    attempt,
+                    int(message["bytes"]),
+                    int(message["dropped"]),
+                    int(message["finished"]),
+                )
+                change.bytes += now[1] - old[1]
+                change.dropped += now[2] - old[2]
+                change.finished += now[3] - old[3]
+                change.failed.extend(message["failed"])
+                self._latest[shard] = now
+        return change
 
 
-def _drain(
-    events: queue.SimpleQueue[dict[str, Any]], shards_done: int, shards: int
-) -> ProgressUpdate:
-    update = ProgressUpdate(shards_done=shards_done, shards=shards)
-    with contextlib.suppress(queue.Empty):
-        while True:
-            message = events.get_nowait()
-            update.bytes += int(message["bytes"])
-            update.dropped += int(message["dropped"])
-            update.finished += int(message["finished"])
-            update.failed.extend(message["failed"])
-    return update
+def _need_dask() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        msg = "running on a cluster needs Dask: pip install 'downloader[dask]'"
+        raise ClusterError(msg) from exc
 
 
 @contextlib.contextmanager
 def _connect(cluster: str | Client) -> Iterator[Client]:
     """A client for ``cluster``; a ``local:N`` cluster lives as long as the block."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        msg = "running on a cluster needs Dask: pip install 'downloader[dask]'"
-        raise ImportError(msg) from exc
+    _need_dask()
+    from distributed import Client, LocalCluster
+
     if not isinstance(cluster, str):
         yield cluster
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from downloader.distributed import ClusterRun, download_on_cluster
+from downloader.distributed import ClusterRun, download_on_cluster, share_limits
 from downloader.testing import Faults, FileServer, make_bytes
 from tests.conftest import file_sha256, sha256
 
@@ -124,14 +125,17 @@ async def test_progress_from_the_workers_adds_up(
     server.faults["gone.bin"] = Faults(fail_status=404, fail_times=99)
     updates: list[Any] = []
 
-    report = await asyncio.to_thread(
-        download_on_cluster,
-        manifest,
-        tmp_path / "d",
-        cluster=cluster,
-        retries=0,
-        on_progress=updates.append,
-    )
+    def run() -> Any:  # through a client that is not Dask's default one
+        with distributed.Client(cluster, set_as_default=False) as client:
+            return download_on_cluster(
+                manifest,
+                tmp_path / "d",
+                cluster=client,
+                retries=0,
+                on_progress=updates.append,
+            )
+
+    report = await asyncio.to_thread(run)
 
     assert report.summary.counts["failed"] == 1
     assert sum(u.finished for u in updates) == len(files)
@@ -149,6 +153,8 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
 ) -> None:
     server = await serve(aiohttp_server, {"a.bin": b"a" * 100, "b.bin": b"b" * 100})
     manifest = write_manifest(tmp_path / "m.jsonl", server)
+    (tmp_path / "d" / "set").mkdir(parents=True)
+    (tmp_path / "d" / "set" / "b.bin").write_bytes(b"b" * 100)  # done before the loss
 
     def broken() -> None:
         msg = "worker disk gone"
@@ -161,29 +167,46 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
             distributed.wait(future)
             from downloader._shard import Shard
 
-            return list(run._shard_results(future, Shard(0, 1)))
+            return list(run._shard_results(future, Shard(0, 1), {}))
 
     results = await asyncio.to_thread(run_checks)
 
-    assert sorted(r.path for r in results) == ["set/a.bin", "set/b.bin"]
-    for result in results:
-        assert result.status == "failed"
-        assert result.error is not None
-        assert "shard 0/1 did not finish" in result.error
-        assert "OSError: worker disk gone" in result.error
-        assert "rerun to resume" in result.error
+    by_path = {r.path: r for r in results}
+    assert sorted(by_path) == ["set/a.bin", "set/b.bin"]
+    assert by_path["set/b.bin"].status == "skipped"  # the report matches the disk
+    failed = by_path["set/a.bin"]
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "shard 0/1 did not finish" in failed.error
+    assert "OSError: worker disk gone" in failed.error
+    assert "rerun to resume" in failed.error
+
+
+def test_limits_are_shared_out_over_the_workers() -> None:
+    given = {"jobs": 16, "limit_rate": 10.0, "retries": 3}
+    assert share_limits(given, 3) == {
+        "jobs": 6,
+        "per_host": 3,  # the default 8, shared
+        "max_connections": 22,  # the default 64, shared
+        "limit_rate": 10.0 / 3,
+        "retries": 3,
+    }
+    assert share_limits({"per_host": 2}, 4)["per_host"] == 1  # at least one each
+    assert "limit_rate" not in share_limits({}, 2)  # no cap stays no cap
 
 
 async def test_killing_a_worker_mid_run_still_ends_correct(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
-    files = {f"k{i:02d}.bin": make_bytes(400_000, i) for i in range(16)}
+    # Over 1 MiB each, so a file cut short keeps its .part for the rerun.
+    files = {f"k{i:02d}.bin": make_bytes(1_500_000, i) for i in range(10)}
     server = await serve(aiohttp_server, files)
     for name in files:
-        server.faults[name] = Faults(rate=400_000)  # about 1 s per file
+        server.faults[name] = Faults(rate=1_500_000)  # about 1 s per file
     manifest = write_manifest(tmp_path / "m.jsonl", server)
     total = sum(len(d) for d in files.values())
     dest = tmp_path / "data"
+    updates: list[Any] = []
 
     with local_cluster() as running:
         with distributed.Client(running) as client:
@@ -196,6 +219,7 @@ async def test_killing_a_worker_mid_run_still_ends_correct(
                 cluster=running.scheduler_address,
                 jobs=4,
                 retry_wait=0.05,
+                on_progress=updates.append,
             )
         )
         while server.bytes_sent() < total * 0.3:
@@ -207,8 +231,15 @@ async def test_killing_a_worker_mid_run_still_ends_correct(
     assert_all_correct(dest, server)
     assert report.ok, [r.error for r in report.failed]
     assert len(report.results) == len(files)
+    resumed = [r for r in server.log if r.method == "GET" and "Range" in r.headers]
+    assert resumed, "the rerun shard should have resumed a .part"
     print(f"killed a worker at 30%: {server.bytes_sent() / total:.2f}x the bytes")
     assert server.bytes_sent() < 1.3 * total
+    # The rerun replaced the lost attempt's figures: nothing counted twice.
+    assert sum(u.finished for u in updates) == len(files)
+    assert sum(u.bytes for u in updates) + sum(u.dropped for u in updates) == total
+    running_bytes = itertools.accumulate(u.bytes for u in updates)
+    assert max(running_bytes) <= total
 
 
 def test_cli_local_cluster_writes_the_usual_report(tmp_path: Path) -> None:
@@ -234,7 +265,7 @@ def test_cli_local_cluster_writes_the_usual_report(tmp_path: Path) -> None:
     lines = err.splitlines()
     assert sum(line.startswith("downloaded ") for line in lines) == len(files)
     assert lines[-1].startswith("10 downloaded, 0 skipped, 0 failed")
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     report = json.loads(report_path.read_text())
     assert set(report) == {"results", "summary"}
     assert report["summary"]["downloaded"] == len(files)
@@ -297,7 +328,7 @@ def test_cluster_errors_say_what_to_do(
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         assert _cli.main([*get, "--cluster", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
-    assert "--cluster tcp://127.0.0.1:9: cannot reach the scheduler" in err
+    assert "--cluster tcp://127.0.0.1:9: cannot reach the Dask scheduler" in err
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     assert _cli.main([*get, "--cluster", "local:2"]) == 2
@@ -305,11 +336,17 @@ def test_cluster_errors_say_what_to_do(
     assert not (tmp_path / "d").exists()  # nothing was transferred
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        (signal.SIGINT, True),  # Ctrl-C in a terminal: every process of the group
+        (signal.SIGTERM, True),  # scancel, a service manager
+        (signal.SIGTERM, False),  # kill PID, a container's PID 1: the client only
+    ],
+)
 async def test_cli_cluster_stops_cleanly_and_resumes(
-    aiohttp_server: Any, tmp_path: Path, signum: signal.Signals
+    aiohttp_server: Any, tmp_path: Path, signum: signal.Signals, group: bool
 ) -> None:
-    # Ctrl-C in a terminal signals the whole process group, workers included.
     # Over 1 MiB each, so files in flight keep a .part (smaller ones are
     # fetched in one go and, cut short, start again).
     files = {f"s{i:02d}.bin": make_bytes(1_500_000, i) for i in range(8)}
@@ -331,7 +368,10 @@ async def test_cli_cluster_stops_cleanly_and_resumes(
         while server.bytes_sent() < total * 0.3:
             assert proc.returncode is None, "finished before the signal"
             await asyncio.sleep(0.05)
-        os.killpg(proc.pid, signum)
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
         if proc.returncode is None:

@@ -1,0 +1,131 @@
+"""``get --cluster``: the command line's side of a Dask run (bar, report, signals)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    MAX_FAILURES_LISTED,
+    _err,
+    _print_summary,
+    _ReportWriter,
+    _Usage,
+)
+from ._models import Result, Summary
+from ._progress import OverallBar, describe
+from ._sources import Sources
+from .distributed import ClusterError, ClusterRun, ProgressUpdate
+
+HEARTBEAT = 30.0  # seconds between progress lines when stderr is not a terminal
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM during a cluster run (raised in the main thread)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    # One stop is enough: a second signal must not cut the clean-up short
+    # (it tells the workers to stop). Workers signalled with us die at once;
+    # what Dask logs about the closed streams says nothing new.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    quiet_dask(logging.CRITICAL + 1)
+    raise _Stopped(signum)
+
+
+def run_on_cluster(
+    args: argparse.Namespace, sources: Sources, options: dict[str, Any]
+) -> int:
+    """Shards on Dask, one overall bar, one merged report; returns the exit status."""
+    if args.shard is not None:
+        msg = (
+            "--cluster makes its own shards; --shard is for separate runs "
+            "(job arrays), so give one or the other"
+        )
+        raise _Usage(msg)
+    quiet_dask()
+    writer = _ReportWriter(Path(args.report)) if args.report else None
+    summary = Summary()
+    failures: list[Result] = []
+    show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    bar: OverallBar | None = None
+    stopped_by: int | None = None
+    began = time.monotonic()
+    handlers = {
+        sig: signal.signal(sig, _raise_stopped)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    def show(update: ProgressUpdate) -> None:
+        if bar is not None:
+            shards = f"{update.shards_done}/{update.shards} shards"
+            live = update.failed if show_bar else []
+            bar.advance(update.bytes, update.dropped, update.finished, live, shards)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            run = ClusterRun(sources, args.dest, cluster=args.cluster)
+            try:
+                stack.enter_context(run)
+            except (ClusterError, ValueError) as exc:
+                msg = f"--cluster {args.cluster}: {exc}"
+                raise _Usage(msg) from None
+            bar = OverallBar(
+                sys.stderr,
+                files=run.count,
+                total_bytes=run.total_bytes,
+                bar=show_bar,
+                heartbeat=None if args.quiet or show_bar else HEARTBEAT,
+            )
+            stack.callback(bar.close)  # first, so Dask's shutdown lines come after
+            for result in run.results(options, on_progress=show):
+                summary.add(result)
+                if result.status == "failed" and len(failures) < MAX_FAILURES_LISTED:
+                    failures.append(result)
+                if writer is not None:
+                    writer.add(result)
+                if not show_bar and (not args.quiet or result.status == "failed"):
+                    bar.write(describe(result))
+    except _Stopped as stop:
+        stopped_by = stop.signum
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        summary.seconds = time.monotonic() - began
+    if writer is not None:
+        writer.close(summary)
+    if stopped_by is not None:
+        finished = bar.finished if bar is not None else 0
+        _err(
+            f"stopped by {signal.Signals(stopped_by).name}: {finished} files "
+            "finished; partial files kept. Run the same command again to resume."
+        )
+        return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
+    _print_summary(summary, failures, quiet=args.quiet)
+    return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
+
+
+def quiet_dask(level: int = logging.WARNING) -> None:
+    """Keep Dask's warnings (a worker died...) but not its INFO start-up chatter."""
+    try:
+        import distributed  # noqa: F401 - its import sets its loggers' levels
+    except ImportError:
+        return  # ClusterRun says how to install it
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(level)
