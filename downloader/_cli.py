@@ -338,6 +338,7 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
     if not args.input and not urls:
         msg = "nothing to do: give URLs or -i MANIFEST (see --help)"
         raise _Usage(msg)
+    _check_dest(Path(args.dest))
     if args.input.count("-") > 1:
         msg = "'-i -' (standard input) can be given only once"
         raise _Usage(msg)
@@ -371,6 +372,17 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
         if spooled is not None:
             with contextlib.suppress(OSError):
                 spooled.unlink()
+
+
+def _check_dest(dest: Path) -> None:
+    """--dest must be a folder, or a path where one can be made."""
+    for place in (dest, *dest.parents):
+        if place.is_dir():
+            return
+        if place.exists() or place.is_symlink():
+            what = f"--dest {dest}" if place == dest else f"--dest {dest}: {place}"
+            msg = f"{what} is not a folder (a file or a broken link)"
+            raise _Usage(msg)
 
 
 def _sniff(path: Path) -> str:

@@ -440,6 +440,23 @@ async def test_not_a_url_on_command_line(origin: FileServer, tmp_path: Path) -> 
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["get", "plan", "verify"])
+async def test_dest_that_is_a_file(
+    origin: FileServer, tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    manifest = jsonl(tmp_path / "m.jsonl", [{"url": origin.url("small.bin")}])
+    for dest, said in [
+        (tmp_path / "afile", f"--dest {tmp_path / 'afile'} is not a folder"),
+        (tmp_path / "afile" / "sub", f": {tmp_path / 'afile'} is not a folder"),
+    ]:
+        code, _, err = await run_cli(command, "-i", manifest, "-d", dest)
+        assert code == 2, err
+        assert said in err
+        assert "Traceback" not in err
+    assert origin.log == []
+
+
 # -- 5: the JSON report ------------------------------------------------------
 
 
