@@ -93,7 +93,12 @@ def run_on_cluster(
                 heartbeat=None if args.quiet or show_bar else HEARTBEAT,
             )
             stack.callback(bar.close)  # first, so Dask's shutdown lines come after
-            for result in run.results(options, on_progress=show):
+            # Closed before the cluster is: that is what tells running shards
+            # to stop, so none goes on downloading while the workers close.
+            results = stack.enter_context(
+                contextlib.closing(run.results(options, on_progress=show))
+            )
+            for result in results:
                 summary.add(result)
                 if result.status == "failed" and len(failures) < MAX_FAILURES_LISTED:
                     failures.append(result)

@@ -7,6 +7,7 @@ Imported by Dask workers (through ``distributed.run_shard``); it imports
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +38,12 @@ def run_shard(
     ShardStopped
         The client asked every shard to stop (part files stay, checkpointed).
     """
-    from distributed import Event, get_worker
+    from distributed import Event, get_client, get_worker
 
     worker = get_worker()
-    stop = Event(f"{topic}-stop")
+    # Bound to the worker's client here: the stop watcher runs in a thread of
+    # its own, where Dask could not find that client by itself.
+    stop = Event(f"{topic}-stop", client=get_client())
     stopped = f"shard {shard}: the run was stopped"
     if stop.is_set():  # queued when the client stopped: do not start
         raise ShardStopped(stopped)
@@ -82,10 +85,12 @@ def _watch_for_stop(
         try:
             while not ended.wait(STOP_POLL):
                 if stop.is_set():
-                    loop.call_soon_threadsafe(download.cancel)
-                    return
-        except Exception:  # the worker is closing (or the loop ended): done
-            return
+                    break
+        except Exception:  # no scheduler to ask: the worker is closing
+            pass
+        if not ended.is_set():
+            with contextlib.suppress(RuntimeError):  # the loop just ended
+                loop.call_soon_threadsafe(download.cancel)
 
     threading.Thread(target=watch, name="stop watcher", daemon=True).start()
 

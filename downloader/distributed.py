@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,8 +85,11 @@ def download_on_cluster(
     """
     report = Report()
     began = time.monotonic()
-    with ClusterRun(entries, dest, cluster=cluster, shards=shards, fmt=fmt) as run:
-        for result in run.results(options, on_progress=on_progress):
+    with (
+        ClusterRun(entries, dest, cluster=cluster, shards=shards, fmt=fmt) as run,
+        contextlib.closing(run.results(options, on_progress=on_progress)) as results,
+    ):
+        for result in results:
             report.add(result)
     report.summary.seconds = time.monotonic() - began
     return report
@@ -178,8 +181,12 @@ class ClusterRun:
         options: dict[str, Any],
         *,
         on_progress: Callable[[ProgressUpdate], None] | None = None,
-    ) -> Iterator[Result]:
-        """Run every shard; yield each shard's results as that shard finishes."""
+    ) -> Generator[Result, None, None]:
+        """Run every shard; yield each shard's results as that shard finishes.
+
+        Close it (``contextlib.closing``) when leaving early: closing is what
+        tells the running shards to stop.
+        """
         from distributed import Event
 
         assert self.client is not None

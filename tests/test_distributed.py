@@ -373,10 +373,15 @@ async def test_cli_cluster_stops_cleanly_and_resumes(
         else:
             proc.send_signal(signum)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
+
     finally:
         if proc.returncode is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = err.decode()
+    sent_at_stop = server.bytes_sent()
+    await asyncio.sleep(2.5)  # two stop polls: a shard left running would show
+    assert server.bytes_sent() == sent_at_stop, "downloads went on after the stop"
+    assert sent_at_stop < total
     assert proc.returncode == 128 + signum, text
     assert f"stopped by {signum.name}" in text
     assert "Traceback" not in text
@@ -402,3 +407,43 @@ async def test_cli_uses_a_running_scheduler(
     assert code == 0, err
     assert err == ""  # -q: nothing to say when all went well
     assert_all_correct(tmp_path / "data", server)
+
+
+async def test_leaving_a_run_early_stops_its_running_shards(
+    aiohttp_server: Any, tmp_path: Path, cluster: str
+) -> None:
+    # The cluster lives on (as a tcp:// one would): only the stop flag can
+    # end shards that are mid-file. Unstopped, these would run for 20 s.
+    files = {f"slow{i}.bin": make_bytes(4_000_000, i) for i in range(4)}
+    server = await serve(aiohttp_server, files)
+    for name in files:
+        server.faults[name] = Faults(rate=200_000)
+    manifest = write_manifest(tmp_path / "m.jsonl", server)
+
+    class Leave(Exception):
+        pass
+
+    moved = [0]
+
+    def follow(update: Any) -> None:
+        moved[0] += update.bytes
+        if moved[0] > 500_000:
+            raise Leave
+
+    def run() -> None:
+        with (
+            ClusterRun(manifest, tmp_path / "d", cluster=cluster) as running,
+            pytest.raises(Leave),
+        ):
+            for _ in running.results({"jobs": 4}, on_progress=follow):
+                pass
+
+    await asyncio.to_thread(run)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    previous = -1
+    while server.bytes_sent() != previous:  # still moving: wait for it to settle
+        assert loop.time() < deadline, "shards kept downloading after the run ended"
+        previous = server.bytes_sent()
+        await asyncio.sleep(2.0)  # two stop polls
+    assert previous < 0.5 * sum(len(d) for d in files.values())
