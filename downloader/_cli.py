@@ -443,9 +443,7 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
 
         return run_on_cluster(args, sources, options)
     options["progress"] = _make_progress(args)
-    writer = _ReportWriter(Path(args.report)) if args.report else None
-    summary = Summary()
-    failures: list[Result] = []
+    outcome = _Outcome(args.report)
 
     async def transfer() -> None:
         loop = asyncio.get_running_loop()
@@ -456,31 +454,55 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
                 contextlib.aclosing(dl.stream(sources)) as results,
             ):
                 async for result in results:
-                    summary.add(result)
-                    if (
-                        result.status == "failed"
-                        and len(failures) < MAX_FAILURES_LISTED
-                    ):
-                        failures.append(result)
-                    if writer is not None:
-                        writer.add(result)
+                    outcome.add(result)
         finally:
-            summary.seconds = loop.time() - began
+            outcome.summary.seconds = loop.time() - began
 
     stopped_by = _run_until_signal(transfer())
-    if writer is not None:
-        writer.close(summary)
-    if stopped_by is not None:
-        # On a terminal the echoed ^C sits where the bars were: clear that line.
-        _err(
-            ("\r\033[K" if sys.stderr.isatty() else "")
-            + f"stopped by {signal.Signals(stopped_by).name}: "
-            f"{summary.files} files finished; partial files kept. "
-            "Run the same command again to resume."
-        )
-        return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
-    _print_summary(summary, failures, quiet=args.quiet)
-    return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
+    # On a terminal the echoed ^C sits where the bars were: clear that line.
+    return outcome.finish(stopped_by, quiet=args.quiet, clear_line=sys.stderr.isatty())
+
+
+class _Outcome:
+    """A get run's results as the user sees them: summary, failures, report, exit."""
+
+    def __init__(self, report: str | None) -> None:
+        self.summary = Summary()
+        self.failures: list[Result] = []  # the first few, listed at the end
+        self.writer = _ReportWriter(Path(report)) if report else None
+
+    def add(self, result: Result) -> None:
+        self.summary.add(result)
+        if result.status == "failed" and len(self.failures) < MAX_FAILURES_LISTED:
+            self.failures.append(result)
+        if self.writer is not None:
+            self.writer.add(result)
+
+    def finish(
+        self,
+        stopped_by: int | None,
+        *,
+        quiet: bool,
+        finished: int | None = None,
+        clear_line: bool = False,
+    ) -> int:
+        """Close the report, say how it ended; the exit status.
+
+        ``finished``: files done when stopped, if more than the results seen.
+        """
+        if self.writer is not None:
+            self.writer.close(self.summary)
+        if stopped_by is not None:
+            done = self.summary.files if finished is None else finished
+            _err(
+                ("\r\033[K" if clear_line else "")
+                + f"stopped by {signal.Signals(stopped_by).name}: "
+                f"{done} files finished; partial files kept. "
+                "Run the same command again to resume."
+            )
+            return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
+        _print_summary(self.summary, self.failures, quiet=quiet)
+        return EXIT_FAILED if self.summary.counts.get("failed") else EXIT_OK
 
 
 def _run_until_signal(coro: Any) -> int | None:

@@ -8,21 +8,9 @@ import logging
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from ._cli import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    MAX_FAILURES_LISTED,
-    _err,
-    _print_summary,
-    _ReportWriter,
-    _Usage,
-)
-from ._models import Result, Summary
+from ._cli import _Outcome, _Usage
 from ._progress import OverallBar, describe
 from ._sources import Sources
 from .distributed import ClusterError, ClusterRun, ProgressUpdate
@@ -59,9 +47,7 @@ def run_on_cluster(
         )
         raise _Usage(msg)
     quiet_dask()
-    writer = _ReportWriter(Path(args.report)) if args.report else None
-    summary = Summary()
-    failures: list[Result] = []
+    outcome = _Outcome(args.report)
     show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     bar: OverallBar | None = None
     stopped_by: int | None = None
@@ -99,11 +85,7 @@ def run_on_cluster(
                 contextlib.closing(run.results(options, on_progress=show))
             )
             for result in results:
-                summary.add(result)
-                if result.status == "failed" and len(failures) < MAX_FAILURES_LISTED:
-                    failures.append(result)
-                if writer is not None:
-                    writer.add(result)
+                outcome.add(result)
                 if not show_bar and (not args.quiet or result.status == "failed"):
                     bar.write(describe(result))
     except _Stopped as stop:
@@ -111,18 +93,9 @@ def run_on_cluster(
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        summary.seconds = time.monotonic() - began
-    if writer is not None:
-        writer.close(summary)
-    if stopped_by is not None:
-        finished = bar.finished if bar is not None else 0
-        _err(
-            f"stopped by {signal.Signals(stopped_by).name}: {finished} files "
-            "finished; partial files kept. Run the same command again to resume."
-        )
-        return EXIT_SIGINT if stopped_by == signal.SIGINT else EXIT_SIGTERM
-    _print_summary(summary, failures, quiet=args.quiet)
-    return EXIT_FAILED if summary.counts.get("failed") else EXIT_OK
+        outcome.summary.seconds = time.monotonic() - began
+    finished = bar.finished if bar is not None else 0  # shards report when they end
+    return outcome.finish(stopped_by, quiet=args.quiet, finished=finished)
 
 
 def quiet_dask(level: int = logging.WARNING) -> None:
