@@ -63,6 +63,27 @@ def describe(result: Result) -> str:
     )
 
 
+OVERALL_FORMAT = (
+    "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+    "[{elapsed}<{remaining}, {rate_fmt}]"
+)
+
+
+def byte_bar(stream: TextIO, **options: Any) -> tqdm[Any]:
+    """A byte-counting tqdm bar on ``stream``; callers add total, position, text."""
+    from tqdm import tqdm
+
+    return tqdm(
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        dynamic_ncols=True,
+        file=stream,
+        mininterval=0.2,
+        **options,
+    )
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -121,12 +142,12 @@ class TqdmProgress:
         self._known_total = total_bytes
         slots = max(1, min(self.jobs, files))
         self._free_slots = list(range(slots - 1, -1, -1))
-        self._overall = self._bar(
+        self._overall = byte_bar(
+            self.stream,
             total=total_bytes,
             position=slots,
             leave=True,
-            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-            "[{elapsed}<{remaining}, {rate_fmt}]",
+            bar_format=OVERALL_FORMAT,
         )
         self._update_desc()
 
@@ -173,25 +194,14 @@ class TqdmProgress:
         elif self._free_slots and time.monotonic() - info.began > BAR_DELAY:
             info.slot = self._free_slots.pop()
             label = info.name if len(info.name) <= 30 else "…" + info.name[-29:]
-            info.bar = self._bar(
+            info.bar = byte_bar(
+                self.stream,
                 total=info.total,
                 initial=info.done,
                 desc=label,
                 position=info.slot,
                 leave=False,
             )
-
-    def _bar(self, **options: Any) -> tqdm[Any]:
-        """A byte-counting bar on our stream; callers add position and text."""
-        return self._tqdm(
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            dynamic_ncols=True,
-            file=self.stream,
-            mininterval=0.2,
-            **options,
-        )
 
     def _drop_bar(self, info: _InFlight) -> None:
         if info.bar is not None:
@@ -244,7 +254,6 @@ class OverallBar:
     ) -> None:
         self.stream = stream
         self.files = files
-        self.total_bytes = total_bytes
         self.finished = 0
         self.failed = 0
         self.moved = 0
@@ -252,19 +261,7 @@ class OverallBar:
         self._last_line = time.monotonic()
         self._bar: tqdm[Any] | None = None
         if bar:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total_bytes,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                dynamic_ncols=True,
-                file=stream,
-                mininterval=0.2,
-                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                "[{elapsed}<{remaining}, {rate_fmt}]",
-            )
+            self._bar = byte_bar(stream, total=total_bytes, bar_format=OVERALL_FORMAT)
             self._describe("")
 
     def advance(
