@@ -85,14 +85,18 @@ class Sources:
         """
         inside = InsideCheck(dest) if dest is not None else None
 
-        def check_entry(entry: Entry) -> None:
-            if inside is not None and self.owns(entry):
+        def check_entry(entry: Entry) -> None:  # manifests: ``keep`` already chose
+            if inside is not None:
                 inside(entry.path)
+
+        def check_given(entry: Entry) -> None:
+            if self.owns(entry):
+                check_entry(entry)
 
         stats = check_manifests_stats(
             list(self.manifests), fmt=self.fmt, check_entry=check_entry, keep=self.keep
         )
-        check_entries(self.entries, source=self.label, check_entry=check_entry)
+        check_entries(self.entries, source=self.label, check_entry=check_given)
         sizes = [e.size for e in self.entries if self.owns(e)]
         all_sized = stats.all_sized and None not in sizes
         total = stats.known_bytes + sum(s or 0 for s in sizes) if all_sized else None

@@ -207,19 +207,19 @@ class ClusterRun:
         self.client.subscribe_topic(topic, lambda event: tally.events.put(event[1]))
         ready = threading.Event()
         futures = {}
-        for k in range(count):
+        for shard in (Shard(k, count) for k in range(count)):
             future = self.client.submit(
                 run_shard,
                 self.sources,
                 str(self.dest),
-                Shard(k, count),
+                shard,
                 topic,
                 task_options,
-                key=f"{topic}-shard-{k}-of-{count}",
+                key=f"{topic}-shard-{shard.index}-of-{count}",
                 retries=TASK_RETRIES,
             )
             future.add_done_callback(lambda _: ready.set())
-            futures[future] = Shard(k, count)
+            futures[future] = shard
         try:
             while futures:
                 ready.wait(UPDATE_INTERVAL)
@@ -229,8 +229,9 @@ class ClusterRun:
                 if on_progress is not None:
                     on_progress(tally.update())
                 for future in finished:
-                    shard = futures.pop(future)
-                    yield from self._shard_results(future, shard, task_options)
+                    yield from self._shard_results(
+                        future, futures.pop(future), task_options
+                    )
                     future.release()  # its results leave the worker's memory
         finally:
             if futures:  # stopped early: queued shards must not start
@@ -256,7 +257,7 @@ class ClusterRun:
             reason = f"{type(exc).__name__}: {exc}"
         error = f"shard {shard} did not finish ({reason}); rerun to resume"
         sources = dataclasses.replace(self.sources, shard=shard)
-        for verdict in inspect_all(self.dest, sources, jobs=options.get("jobs", 8)):
+        for verdict in inspect_all(self.dest, sources, jobs=options["jobs"]):
             if verdict.action == "complete":  # finished before the shard was lost
                 yield Result(verdict.entry, "skipped", size=verdict.entry.size)
             else:
