@@ -31,6 +31,10 @@ from tools import BENCH, REPO, TOOLS, Cmd, Installer, Item, Job, Tool
 
 MiB = 1 << 20
 THROTTLE_MIB = 16  # nginx limit_rate per connection on the throttled port
+THROTTLE_CEILING = (
+    f"throttle {THROTTLE_MIB} MiB/s x 16 connections",
+    THROTTLE_MIB * 16,
+)
 
 # ---------------------------------------------------------------- scenarios
 
@@ -143,7 +147,7 @@ SCENARIOS: list[Scenario] = [
         one_file("s3", 256 * MiB, 32 * MiB),
         (512 * MiB, 64 * MiB),
         throttled=True,
-        ceiling=(f"throttle {THROTTLE_MIB} MiB/s x 16 connections", THROTTLE_MIB * 16),
+        ceiling=THROTTLE_CEILING,
     ),
     Scenario(
         "S3L",
@@ -152,7 +156,7 @@ SCENARIOS: list[Scenario] = [
         one_file("s3l", 1 << 30, 64 * MiB),
         (2 << 30, 128 * MiB),
         throttled=True,
-        ceiling=(f"throttle {THROTTLE_MIB} MiB/s x 16 connections", THROTTLE_MIB * 16),
+        ceiling=THROTTLE_CEILING,
     ),
     Scenario(
         "S4",

@@ -14,6 +14,21 @@ from pytest_aiohttp import AiohttpServer
 
 from downloader.testing import FileServer, RequestRecord, make_bytes
 
+# The fields of each result in a --report, local or cluster run alike (SPEC 5).
+REPORT_FIELDS = frozenset(
+    {
+        "url",
+        "path",
+        "status",
+        "bytes",
+        "size",
+        "elapsed_s",
+        "attempts",
+        "error",
+        "checksum",
+    }
+)
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

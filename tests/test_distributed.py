@@ -17,7 +17,7 @@ import pytest
 
 from downloader.distributed import ClusterRun, download_on_cluster, share_limits
 from downloader.testing import Faults, FileServer, make_bytes
-from tests.conftest import file_sha256, sha256
+from tests.conftest import REPORT_FIELDS, file_sha256, sha256
 
 distributed = pytest.importorskip("distributed")
 
@@ -47,8 +47,12 @@ def cluster() -> Iterator[str]:
         yield running.scheduler_address
 
 
-async def serve(aiohttp_server: Any, files: dict[str, bytes]) -> FileServer:
-    server = FileServer(files=files)
+async def serve(
+    aiohttp_server: Any, files: dict[str, bytes], *, rate: float | None = None
+) -> FileServer:
+    """Serve ``files``, each at ``rate`` bytes/s per connection if given."""
+    faults = {} if rate is None else {name: Faults(rate=rate) for name in files}
+    server = FileServer(files=files, faults=faults)
     test_server = await aiohttp_server(server.app())
     server.base_url = str(test_server.make_url("")).rstrip("/")
     return server
@@ -167,7 +171,7 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
             distributed.wait(future)
             from downloader._shard import Shard
 
-            return list(run._shard_results(future, Shard(0, 1), {}))
+            return list(run._shard_results(future, Shard(0, 1), share_limits({}, 1)))
 
     results = await asyncio.to_thread(run_checks)
 
@@ -200,9 +204,7 @@ async def test_killing_a_worker_mid_run_still_ends_correct(
 ) -> None:
     # Over 1 MiB each, so a file cut short keeps its .part for the rerun.
     files = {f"k{i:02d}.bin": make_bytes(1_500_000, i) for i in range(10)}
-    server = await serve(aiohttp_server, files)
-    for name in files:
-        server.faults[name] = Faults(rate=1_500_000)  # about 1 s per file
+    server = await serve(aiohttp_server, files, rate=1_500_000)  # about 1 s per file
     manifest = write_manifest(tmp_path / "m.jsonl", server)
     total = sum(len(d) for d in files.values())
     dest = tmp_path / "data"
@@ -269,17 +271,7 @@ def test_cli_local_cluster_writes_the_usual_report(tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     assert set(report) == {"results", "summary"}
     assert report["summary"]["downloaded"] == len(files)
-    assert set(report["results"][0]) == {
-        "url",
-        "path",
-        "status",
-        "bytes",
-        "size",
-        "elapsed_s",
-        "attempts",
-        "error",
-        "checksum",
-    }
+    assert set(report["results"][0]) == REPORT_FIELDS
 
 
 async def _run(command: list[str]) -> tuple[int, str]:
@@ -350,9 +342,7 @@ async def test_cli_cluster_stops_cleanly_and_resumes(
     # Over 1 MiB each, so files in flight keep a .part (smaller ones are
     # fetched in one go and, cut short, start again).
     files = {f"s{i:02d}.bin": make_bytes(1_500_000, i) for i in range(8)}
-    server = await serve(aiohttp_server, files)
-    for name in files:
-        server.faults[name] = Faults(rate=1_500_000)
+    server = await serve(aiohttp_server, files, rate=1_500_000)
     manifest = write_manifest(tmp_path / "m.jsonl", server)
     total = sum(len(d) for d in files.values())
     command = [sys.executable, "-m", "downloader", "get", "-i", str(manifest)]
@@ -415,9 +405,7 @@ async def test_leaving_a_run_early_stops_its_running_shards(
     # The cluster lives on (as a tcp:// one would): only the stop flag can
     # end shards that are mid-file. Unstopped, these would run for 20 s.
     files = {f"slow{i}.bin": make_bytes(4_000_000, i) for i in range(4)}
-    server = await serve(aiohttp_server, files)
-    for name in files:
-        server.faults[name] = Faults(rate=200_000)
+    server = await serve(aiohttp_server, files, rate=200_000)
     manifest = write_manifest(tmp_path / "m.jsonl", server)
 
     class Leave(Exception):

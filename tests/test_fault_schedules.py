@@ -156,11 +156,7 @@ def test_content_changing_under_a_split_download_is_never_spliced(
         drop_after=drop_after,
         rate=20_000_000,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp)
-        schedule = [(1_500_000, fault, False, False)]
-        server, entries, report = asyncio.run(run_schedule(schedule, split, 1, dest))
-        check_one(dest, server, entries[0], report.results[0])
+    run_one(fault, split=split, with_checksum=False)
 
 
 # Content-Range on a 206 whose body is the range asked for; see testing.Faults.
@@ -199,6 +195,11 @@ def test_lying_content_range_is_never_written_anywhere(
         drop_times=drop_times,
         rate=20_000_000,
     )
+    run_one(fault, split=split, with_checksum=with_checksum)
+
+
+def run_one(fault: Faults, *, split: int, with_checksum: bool) -> None:
+    """A one-file schedule: a 1.5 MB file misbehaving as ``fault``, then checked."""
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp)
         schedule = [(1_500_000, fault, with_checksum, False)]
