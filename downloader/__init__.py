@@ -5,8 +5,8 @@ report = downloader.download("manifests/x.jsonl", dest="data", jobs=8)
 
 from __future__ import annotations
 
-from ._api import download
-from ._engine import Downloader
+import typing
+
 from ._exceptions import (
     ConnectionLost,
     DownloadError,
@@ -23,6 +23,10 @@ from ._integrity import Checksum
 from ._models import Entry, Report, Result, Summary
 from ._progress import LogProgress, NullProgress, ProgressSink, TqdmProgress
 from ._version import __version__
+
+if typing.TYPE_CHECKING:
+    from ._api import download
+    from ._engine import Downloader
 
 __all__ = [
     "Checksum",
@@ -48,3 +52,21 @@ __all__ = [
     "__version__",
     "download",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    """``download`` and ``Downloader`` load aiohttp on first use, not on import.
+
+    The package is imported by every ``downloader`` command, and ``plan``,
+    ``verify`` and ``--help`` never touch the network (~150 ms less each).
+    """
+    if name == "download":
+        from ._api import download
+
+        return download
+    if name == "Downloader":
+        from ._engine import Downloader
+
+        return Downloader
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -23,20 +23,17 @@ from ._exceptions import (
 )
 from ._fetch import FileFetch, RunContext
 from ._models import Entry, Report, Result
-from ._policy import BACKOFF_BASE, backoff_delay, should_retry
+from ._policy import BACKOFF_BASE, DEFAULT_SPLIT, backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._shard import ShardLike
 from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, InsideCheck
-from ._transfer import Environment, Session, make_session, make_ssl_context
+from ._tls import client_context
+from ._transfer import Environment, Session, make_session
 from ._types import StrPath
 
 log = logging.getLogger(__name__)
-
-# Measured (README "Performance"): on a fast local server 4 connections are no
-# slower than 1 and stay under 64 MiB RSS; on a per-connection throttle, 4x.
-DEFAULT_SPLIT = 4
 
 
 MiB = 1024 * 1024
@@ -119,7 +116,7 @@ class Downloader:
         self.raise_on_failure = raise_on_failure
         self.retry_wait = retry_wait
         self._limiter = RateLimiter(limit_rate) if limit_rate else None
-        self._ssl = make_ssl_context(ca_bundle, insecure)
+        self._tls = (ca_bundle, insecure)
         self._session = session
         self._owns_session = session is None
         self._inside = InsideCheck(self.dest)
@@ -134,7 +131,7 @@ class Downloader:
                 per_host=self.per_host,
                 timeout=self.timeout,
                 connect_timeout=self.connect_timeout,
-                ssl_context=self._ssl,
+                ssl_context=await client_context(*self._tls),
             )
         return self
 

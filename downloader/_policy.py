@@ -14,6 +14,10 @@ BACKOFF_BASE = 0.5  # seconds before the first retry
 BACKOFF_CAP = 60.0  # no single wait is longer than this...
 RETRY_AFTER_CAP = 600.0  # ...unless the server asked for it (up to 10 minutes)
 
+# Measured (README "Performance"): on a fast local server 4 connections are no
+# slower than 1 and stay under 64 MiB RSS; on a per-connection throttle, 4x.
+DEFAULT_SPLIT = 4
+
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 

@@ -109,14 +109,6 @@ def _load_netrc() -> netrc.netrc | None:
         return None
 
 
-def make_ssl_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext | bool:
-    if insecure:
-        return False
-    if ca_bundle:
-        return ssl.create_default_context(cafile=ca_bundle)
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What a response said about its body, as plain data for the decisions."""

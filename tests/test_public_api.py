@@ -6,6 +6,7 @@ import inspect
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,25 @@ def test_python_m_version() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == downloader.__version__
+
+
+def test_commands_off_the_network_never_import_aiohttp(tmp_path: Path) -> None:
+    # plan, verify and --help skip aiohttp's ~150 ms import; fetching loads it.
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("http://127.0.0.1:9/a.bin\n")
+    script = f"""
+import contextlib, io, sys
+from downloader._cli import main
+for argv in (["plan", "-i", {str(manifest)!r}, "-d", {str(tmp_path)!r}],
+             ["verify", "-i", {str(manifest)!r}, "-d", {str(tmp_path)!r}],
+             ["--help"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main(argv)
+print("aiohttp" in sys.modules)
+import downloader
+print(downloader.Downloader.__name__, "aiohttp" in sys.modules)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.split("\n")[:2] == ["False", "Downloader True"], proc.stderr

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,3 +84,95 @@ async def test_insecure_works_and_warns_on_the_command_line(
     assert "--insecure: TLS certificates are NOT verified" in err.decode()
     data = tls_origin.files["secret.bin"]
     assert file_sha256(tmp_path / "secret.bin") == sha256(data)
+
+
+async def _cli_get(url: str, dest: Path, env: dict[str, str]) -> tuple[int, str]:
+    """``python -m downloader get URL``: the console path, with its fast start."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "downloader",
+        "get",
+        url,
+        "-d",
+        str(dest),
+        "--retries",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    _, err = await proc.communicate()
+    return proc.returncode or 0, err.decode()
+
+
+def _ca_env(cafile: Path) -> dict[str, str]:
+    """The environment with ``cafile`` as the system's only trusted CAs."""
+    env = dict(os.environ)
+    env["SSL_CERT_FILE"] = str(cafile)
+    env["SSL_CERT_DIR"] = str(cafile.parent / "no-such-dir")
+    return env
+
+
+async def test_command_line_trusts_the_cas_the_environment_names(
+    ca: trustme.CA, tls_origin: FileServer, tmp_path: Path
+) -> None:
+    # The command line builds its context in a thread while aiohttp is imported
+    # with SSL_CERT_FILE pointed away: the context must still see this file.
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    for attempt in range(3):  # a race would show on some runs, not all
+        dest = tmp_path / f"d{attempt}"
+        code, err = await _cli_get(tls_origin.url("secret.bin"), dest, _ca_env(bundle))
+        assert code == 0, err
+        data = tls_origin.files["secret.bin"]
+        assert file_sha256(dest / "secret.bin") == sha256(data)
+
+
+async def test_command_line_refuses_a_ca_the_environment_does_not_name(
+    tls_origin: FileServer, tmp_path: Path
+) -> None:
+    other = trustme.CA()  # trusted instead: not the server's CA
+    bundle = tmp_path / "other.pem"
+    other.cert_pem.write_to_path(str(bundle))
+    code, err = await _cli_get(
+        tls_origin.url("secret.bin"), tmp_path / "d", _ca_env(bundle)
+    )
+    assert code == 1, err
+    assert "TLS certificate rejected" in err
+    assert not (tmp_path / "d" / "secret.bin").exists()
+    assert tls_origin.log == []
+
+
+def test_aiohttp_import_skips_its_ca_loading_and_restores_the_environment(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    script = """
+import asyncio, json, os, sys
+from downloader import _tls
+_tls.start_default_context()
+_tls.import_aiohttp_without_ca_loading()
+import aiohttp.connector
+ours = asyncio.run(_tls.default_context())
+theirs = aiohttp.connector._SSL_CONTEXT_VERIFIED
+print(json.dumps({
+    "file": os.environ.get("SSL_CERT_FILE"),
+    "dir": os.environ.get("SSL_CERT_DIR"),
+    "aiohttp_cas": theirs.cert_store_stats()["x509_ca"],
+    "our_cas": ours.cert_store_stats()["x509_ca"],
+    "our_checks": ours.verify_mode == 2 and ours.check_hostname,
+}))
+"""
+    env = dict(os.environ, SSL_CERT_FILE=str(bundle))
+    env.pop("SSL_CERT_DIR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=True
+    )
+    seen = json.loads(out.stdout)
+    assert seen["file"] == str(bundle)  # put back as it was...
+    assert seen["dir"] is None  # ...and what was unset stays unset
+    assert seen["aiohttp_cas"] == 0  # the unused import-time context read nothing
+    assert seen["our_cas"] == 1  # ours read the bundle the environment names
+    assert seen["our_checks"]  # certificate and host name both verified
