@@ -267,18 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     out.add_argument("--report", metavar="FILE", help="write a JSON report here")
 
-    sub.add_parser(
-        "plan",
-        parents=[inputs],
-        help="show what get would do (no network)",
-        description="For each entry: new, resume from N bytes, complete, or replace.",
-    )
-    sub.add_parser(
-        "verify",
-        parents=[inputs],
-        help="check files on disk (no network)",
-        description="Check sizes and checksums on disk; exit 1 naming every bad file.",
-    )
+    local = [
+        sub.add_parser(
+            "plan",
+            parents=[inputs],
+            help="show what get would do (no network)",
+            description="For each entry: new, resume from N bytes, complete, "
+            "or replace.",
+        ),
+        sub.add_parser(
+            "verify",
+            parents=[inputs],
+            help="check files on disk (no network)",
+            description="Check sizes and checksums on disk; exit 1 naming every "
+            "bad file.",
+        ),
+    ]
+    for command in local:  # `plan m.txt`: answered with what to type instead
+        command.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     demo = sub.add_parser(
         "demo",
         help="an offline tour: local server, faults, resume, verify",
@@ -363,6 +369,11 @@ class _Usage(Exception):
 @contextlib.contextmanager
 def _sources(args: argparse.Namespace) -> Iterator[Sources]:
     urls = getattr(args, "urls", [])
+    if stray := getattr(args, "stray", []):
+        msg = f"{args.command} reads manifests, not arguments: " + " ".join(
+            f"-i {name}" for name in stray
+        )
+        raise _Usage(msg)
     if not args.input and not urls:
         msg = "nothing to do: give URLs or -i MANIFEST (see --help)"
         raise _Usage(msg)

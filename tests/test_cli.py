@@ -440,6 +440,17 @@ async def test_not_a_url_on_command_line(origin: FileServer, tmp_path: Path) -> 
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["plan", "verify"])
+async def test_manifest_without_dash_i_on_local_commands(
+    tmp_path: Path, command: str
+) -> None:
+    code, out, err = await run_cli(command, "a.jsonl", "b.csv", "-d", tmp_path)
+    assert code == 2
+    assert "-i a.jsonl -i b.csv" in err  # says what to type instead
+    assert "Traceback" not in err
+    assert out == ""
+
+
 @pytest.mark.parametrize("command", ["get", "plan", "verify"])
 async def test_dest_that_is_a_file(
     origin: FileServer, tmp_path: Path, command: str
