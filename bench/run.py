@@ -209,6 +209,11 @@ class Nginx:
     # that free part to 256 KiB per request (see README).
     throttle = f"limit_rate {THROTTLE_MIB}m; sendfile_max_chunk 256k; "
 
+    @property
+    def timing_log(self) -> Path:
+        """The throttled port's requests: when each ended and how long it took."""
+        return self.work / "throttled.log"
+
     def conf(self) -> str:
         w = self.work
         user = "user root;\n" if os.geteuid() == 0 else ""
@@ -223,10 +228,15 @@ class Nginx:
             "events { worker_connections 4096; }\n"
             "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n"
             "  gzip off;\n  keepalive_timeout 300;\n  keepalive_requests 100000;\n"
+            "  log_format timing '$msec $request_time $status $bytes_sent';\n"
             "  types { }\n  default_type application/octet-stream;\n"
             f"{temps}"
             + server.format(self.plain, self.root, "")
-            + server.format(self.throttled, self.root, self.throttle)
+            + server.format(
+                self.throttled,
+                self.root,
+                f"{self.throttle}access_log {self.timing_log} timing; ",
+            )
             + "}\n"
         )
 
@@ -266,6 +276,22 @@ class Run:
     cpu: float
     rss_mib: float
     error: str | None = None
+    transfer: float | None = None  # throttled port: first request in to last out
+
+
+def transfer_seconds(log: Path) -> float | None:
+    """From the first request nginx received to the last response it finished.
+
+    The wall time less this is the tool's own start-up and finish (imports,
+    probe set-up, fsync, exit): the transfer phase alone, from nginx's side.
+    """
+    spans = []
+    for line in log.read_text().splitlines():
+        end, took, *_ = line.split()
+        spans.append((float(end) - float(took), float(end)))
+    if not spans:
+        return None
+    return max(e for _, e in spans) - min(s for s, _ in spans)
 
 
 @dataclass
@@ -372,7 +398,12 @@ def clear(path: Path) -> None:
 
 
 def run_scenario(
-    sc: Scenario, rows: list[Row], ds: Dataset, out: Path, args: argparse.Namespace
+    sc: Scenario,
+    rows: list[Row],
+    ds: Dataset,
+    out: Path,
+    args: argparse.Namespace,
+    timing_log: Path,
 ) -> None:
     active = [r for r in rows if r.cmd is not None]
     for rnd in range(min(args.repeat, sc.rounds or args.repeat)):
@@ -380,9 +411,12 @@ def run_scenario(
         for row in active[k:] + active[:k]:  # alternate the order between rounds
             assert row.cmd is not None
             clear(out)
+            timing_log.write_bytes(b"")  # nginx appends: this run's requests only
             run = measure(row.cmd, out.parent / "run.log", args.timeout, args.time)
             if run.error is None and row.cmd.verify:
                 run.error = verify(out, ds.expect)
+            if sc.throttled:
+                run.transfer = transfer_seconds(timing_log)
             row.runs.append(run)
             state = run.error or f"{run.wall:.2f} s"
             print(f"  {sc.name} round {rnd + 1} {row.tool.name}: {state}", flush=True)
@@ -400,14 +434,22 @@ def table(
     sc: Scenario, rows: list[Row], ds: Dataset, placeholders: dict[str, str]
 ) -> str:
     head = f"| tool | median wall s | {sc.unit} | CPU s | peak RSS MiB | ours ÷ tool |"
+    rule = "|---" * 6 + "|"
+    if sc.throttled:  # nginx's timing log splits the wall time in two
+        head += f" {sc.unit} from 1st request | ours ÷ tool | wall - transfer s |"
+        rule = "|---" * 9 + "|"
     title = sc.title.format(size=ds.size)
-    lines = [f"### {sc.name}: {title}", "", head, "|---" * 6 + "|"]
+    lines = [f"### {sc.name}: {title}", "", head, rule]
     rate: dict[str, float] = {}
+    phase: dict[str, float] = {}  # throughput from the first request to the last
     for row in rows:
         ok = [r for r in row.runs if r.error is None]
         if ok:
             rate[row.tool.name] = ds.amount / statistics.median(r.wall for r in ok)
-    ours = rate.get("ours")
+        timed = [r.transfer for r in ok if r.transfer]
+        if timed:
+            phase[row.tool.name] = ds.amount / statistics.median(timed)
+    ours, ours_phase = rate.get("ours"), phase.get("ours")
     notes = []
     for row in rows:
         name = row.tool.name
@@ -428,14 +470,24 @@ def table(
         rss = max(r.rss_mib for r in ok)
         ratio = f"{ours / rate[name]:.2f}" if ours and name != "ours" else ""
         cells = [n, f"{wall:.2f}", fmt(rate[name]), f"{cpu:.2f}", f"{rss:.0f}", ratio]
+        if sc.throttled:
+            p = phase.get(name)
+            cells += [
+                fmt(p) if p else "",
+                f"{ours_phase / p:.2f}" if p and ours_phase and name != "ours" else "",
+                f"{wall - ds.amount / p:.2f}" if p else "",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
         if len(ok) < len(row.runs):
             bad = next(r for r in row.runs if r.error)
             notes.append(f"- {name}: a run failed: {bad.error}")
     if sc.ceiling:
         label, value = sc.ceiling
-        ratio = f"{ours / value:.2f}" if ours else ""
-        lines.append(f"| ref: {label} | | {fmt(value)} | | | {ratio} |")
+        cells = [f"ref: {label}", "", fmt(value), "", "", ""]
+        cells[5] = f"{ours / value:.2f}" if ours else ""
+        if sc.throttled:
+            cells += ["", f"{ours_phase / value:.2f}" if ours_phase else "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
     cmds = [
         f"- {r.tool.name}: `{show(r.cmd.argv, placeholders)}`" for r in rows if r.cmd
     ]
@@ -637,7 +689,7 @@ def main() -> int:
                         continue  # not applicable
                 rows.append(row)
             print(f"{sc.name}: {sc.title.format(size=ds.size)}", flush=True)
-            run_scenario(sc, rows, ds, out, args)
+            run_scenario(sc, rows, ds, out, args, nginx.timing_log)
             text = table(sc, rows, ds, {k: v for k, v in places.items() if k})
             print("\n" + text, flush=True)
             report.append(text + "\n")
