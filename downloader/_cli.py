@@ -20,7 +20,7 @@ from ._exceptions import ManifestError
 from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
-from ._policy import DEFAULT_SPLIT
+from ._policy import DEFAULT_SPLIT, FAST_ENOUGH
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
 from ._shard import Shard
 from ._sources import Sources, looks_like_url
@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=DEFAULT_SPLIT,
         metavar="N",
-        help=f"ranged connections per large file (default: {DEFAULT_SPLIT}; "
-        "only with servers that honour Range)",
+        help=f"ranged connections a large file may use (default: {DEFAULT_SPLIT}); "
+        f"added only while one is slower than {FAST_ENOUGH >> 20} MiB/s "
+        "(a throttling server), "
+        "and only with servers that honour Range",
     )
     net.add_argument(
         "--min-split-size",

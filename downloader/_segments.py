@@ -20,11 +20,15 @@ from . import _storage as storage
 from ._budget import ConnectionBudget
 from ._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
 from ._integrity import Checksum, Hasher, hash_range
-from ._policy import ContentRange
+from ._policy import FAST_ENOUGH, ContentRange
 from ._storage import FilePaths, PartWriter, ResumeState
 from ._transfer import Answer, Stream
 
 CHECKPOINT_EVERY = 0.25  # seconds: a kill loses at most this much per connection
+# A connection at least FAST_ENOUGH is left alone (see _policy), judged first on
+# the first connection's first MiB: a throttled one is found out within
+# JUDGE_BYTES / FAST_ENOUGH (8 ms), a fast one in about a millisecond.
+JUDGE_BYTES = 1024 * 1024
 HASH_STEP = 8 * 1024 * 1024  # hash the contiguous prefix once it grew this much
 
 OpenRange = Callable[[int, int], AbstractAsyncContextManager[Stream]]
@@ -132,6 +136,8 @@ class SegmentedDownload:
         self._hashing: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._saved_snapshot: tuple[tuple[int, int, int], ...] = ()
+        self._received = 0  # body bytes written by every connection, this run
+        self._judged = asyncio.Event()  # set once the first MiB is in
 
     async def run(self, first: Stream | None) -> str | None:
         """Download every missing byte; the first segment may come already open."""
@@ -144,7 +150,8 @@ class SegmentedDownload:
                 self._spawn(self._worker(seg, None, extra=False))
         ticker = asyncio.create_task(self._tick())
         try:
-            await self._grow()
+            if await self._first_is_slow():
+                await self._grow()
             while self._workers:
                 done, _ = await asyncio.wait(
                     set(self._workers), return_when=asyncio.FIRST_EXCEPTION
@@ -260,6 +267,9 @@ class SegmentedDownload:
                         chunk = chunk[:room]
                     await writer.write(chunk)
                     seg.pos += len(chunk)
+                    self._received += len(chunk)
+                    if self._received >= JUDGE_BYTES:
+                        self._judged.set()
                     seg.saved = writer.saved
                     await self.on_chunk(len(chunk))
                     if seg.pos >= seg.end:
@@ -274,6 +284,23 @@ class SegmentedDownload:
             msg = f"connection for bytes {seg.start}-{seg.end - 1} ended at {seg.pos}"
             raise ConnectionLost(msg, url=self.url)
 
+    async def _first_is_slow(self) -> bool:
+        """Is one connection slower than FAST_ENOUGH? Decided within 8 ms.
+
+        Not when the first connection ended first (done, or failed: the
+        failure is raised by ``run`` and the retry starts over).
+        """
+        judged = asyncio.ensure_future(self._judged.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {judged, *self._workers},
+                timeout=JUDGE_BYTES / FAST_ENOUGH,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            judged.cancel()
+        return not done
+
     async def _grow(self) -> None:
         """Add connections while slots are idle and there is work worth splitting."""
         busy = sum(1 for s in self.segments if s.busy)
@@ -287,9 +314,14 @@ class SegmentedDownload:
 
     async def _tick(self) -> None:
         last = time.monotonic()
+        received, at = self._received, last
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY)
-            await self._grow()
+            now = time.monotonic()
+            busy = sum(1 for s in self.segments if s.busy) or 1
+            if (self._received - received) / (now - at) / busy < FAST_ENOUGH:
+                await self._grow()  # throttled: split, and steal at the end
+            received, at = self._received, now
             self._hash_ahead()
             if time.monotonic() - last >= CHECKPOINT_EVERY:
                 await self._checkpoint()

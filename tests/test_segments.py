@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from downloader import Checksum, Downloader, Entry
+from downloader import Checksum, Downloader, Entry, _segments
 from downloader._policy import ContentRange
 from downloader._segments import (
     Segment,
@@ -151,6 +151,42 @@ async def test_split_download_is_byte_identical_and_faster_per_connection(
     assert origin.max_in_flight == 4
     assert elapsed < 6 * MB / (2 * MB)  # one connection would need 3 s
     assert not list(tmp_path.glob("*.part*"))
+
+
+async def test_a_fast_connection_is_not_split(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More connections only add CPU work when one is not throttled. The test
+    # server shares this event loop, so "fast" is scaled down to its speed.
+    monkeypatch.setattr(_segments, "FAST_ENOUGH", 4 * MB)
+    data = make_bytes(8 * MB, "fast")
+    origin.set_file("fast.bin", data)
+    async with Downloader(tmp_path, split=4, min_split_size=MB, per_host=8) as dl:
+        report = await dl.download([origin.url("fast.bin")])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert file_sha256(tmp_path / "fast.bin") == sha256(data)
+    assert len(gets(origin, "fast.bin")) == 1
+    assert origin.max_in_flight == 1
+
+
+async def test_a_connection_that_slows_down_is_split_then(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_segments, "FAST_ENOUGH", 4 * MB)
+    data = make_bytes(8 * MB, "slows")
+    origin.set_file("slows.bin", data)
+    # Fast for 2 MB (so not split at first), then nothing for a while.
+    origin.faults["slows.bin"] = Faults(stall_after=2 * MB, stall_seconds=1.5)
+    async with Downloader(tmp_path, split=4, min_split_size=MB, per_host=8) as dl:
+        report = await dl.download([origin.url("slows.bin")])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert file_sha256(tmp_path / "slows.bin") == sha256(data)
+    requests = gets(origin, "slows.bin")
+    assert len(requests) >= 2  # the next checkpoint tick split the stalled one
+    assert all(r.status == 206 for r in requests[1:])
+    assert all(r.headers.get("If-Range") for r in requests[1:])
 
 
 async def test_per_host_is_never_exceeded(
