@@ -86,17 +86,17 @@ def _default_future() -> Future[ssl.SSLContext]:
     global _default
     with _default_lock:
         if _default is None:
-            # Resolve the CA locations here, in the caller's thread: the builder
-            # must not read the environment while an import has it pointed away.
-            paths = ssl.get_default_verify_paths()
+            cafile, capath = _openssl_ca_locations()
             future: Future[ssl.SSLContext] = Future()
+            # Running: a caller cancelled while waiting must not cancel it for all.
+            future.set_running_or_notify_cancel()
 
             def build() -> None:
                 try:
                     if not sys.platform.startswith("linux"):
                         context = verifying_context()  # system stores: env untouched
-                    elif paths.cafile or paths.capath:
-                        context = verifying_context(paths.cafile, paths.capath)
+                    elif cafile or capath:
+                        context = verifying_context(cafile, capath)
                     else:  # no CAs on this machine: trust nothing, as OpenSSL would
                         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                         context.set_alpn_protocols(_ALPN)
@@ -107,3 +107,29 @@ def _default_future() -> Future[ssl.SSLContext]:
             threading.Thread(target=build, name="downloader-tls", daemon=True).start()
             _default = future
         return _default
+
+
+def _openssl_ca_locations() -> tuple[str | None, str | None]:
+    """Where OpenSSL's defaults would look, read now, in the caller's thread.
+
+    The builder thread must not read the environment while an import has it
+    pointed away. As OpenSSL: ``SSL_CERT_FILE`` else its default file (used if it
+    is a file), and ``SSL_CERT_DIR`` else its default folder, passed on as it is
+    (OpenSSL reads it as a ``:``-separated list of folders).
+    """
+    paths = ssl.get_default_verify_paths()
+    cafile = os.environ.get(paths.openssl_cafile_env, paths.openssl_cafile)
+    capath = os.environ.get(paths.openssl_capath_env, paths.openssl_capath)
+    return (cafile if cafile and os.path.isfile(cafile) else None), (capath or None)
+
+
+def _forget_in_child() -> None:
+    """After fork: the builder thread is gone; build afresh if it was not done."""
+    global _default, _default_lock
+    _default_lock = threading.Lock()
+    if _default is not None and not _default.done():
+        _default = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

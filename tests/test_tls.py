@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from downloader import Downloader
+from downloader import Downloader, _tls
 from downloader.testing import FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
@@ -176,3 +177,45 @@ print(json.dumps({
     assert seen["aiohttp_cas"] == 0  # the unused import-time context read nothing
     assert seen["our_cas"] == 1  # ours read the bundle the environment names
     assert seen["our_checks"]  # certificate and host name both verified
+
+
+async def test_a_caller_cancelled_while_the_context_builds_spoils_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default context is built once per process; a caller cancelled while
+    # it builds (a timeout, a failing TaskGroup) must not cancel it for others.
+    monkeypatch.setattr(_tls, "_default", None)  # build afresh in this test
+    first = asyncio.ensure_future(_tls.default_context())
+    await asyncio.sleep(0)  # waiting on the build
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    context = await _tls.default_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+@pytest.fixture
+def hashed_ca_folder(ca: trustme.CA, tmp_path: Path) -> Path:
+    """A folder OpenSSL can look ``ca`` up in (named by its subject hash)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to hash a CA folder")
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    subprocess.run(["openssl", "rehash", str(folder)], check=True)
+    return folder
+
+
+async def test_ssl_cert_dir_may_list_several_folders(
+    hashed_ca_folder: Path, tls_origin: FileServer, tmp_path: Path
+) -> None:
+    # OpenSSL reads SSL_CERT_DIR as a ':'-separated list; so must our context.
+    folder = hashed_ca_folder
+    env = dict(os.environ)
+    env["SSL_CERT_FILE"] = str(tmp_path / "no-such.pem")
+    env["SSL_CERT_DIR"] = f"{tmp_path / 'no-such-dir'}:{folder}"
+    code, err = await _cli_get(tls_origin.url("secret.bin"), tmp_path / "d", env)
+    assert code == 0, err
+    data = tls_origin.files["secret.bin"]
+    assert file_sha256(tmp_path / "d" / "secret.bin") == sha256(data)
