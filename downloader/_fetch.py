@@ -156,11 +156,16 @@ class FileFetch:
                     hash_file, paths.part, entry.checksum, limit=offset
                 )
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
-        async with storage.PartWriter(paths.part, offset, hasher) as writer:
-            async for chunk in stream.chunks():
-                await self._count(len(chunk))
-                await writer.write(chunk)
-            size = writer.position
+        flusher = storage.BackgroundFlush(paths.part, offset)
+        try:
+            async with storage.PartWriter(paths.part, offset, hasher) as writer:
+                async for chunk in stream.chunks():
+                    await self._count(len(chunk))
+                    await writer.write(chunk)
+                    flusher.wrote_up_to(writer.saved)
+                size = writer.position
+        finally:
+            await flusher.close()
         return size, hasher.hexdigest() if hasher is not None else None
 
     async def _count(self, n: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from downloader import Downloader, Entry
-from downloader.testing import FileServer, make_bytes
+from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
 
@@ -103,3 +103,31 @@ async def test_directory_in_the_way_fails_before_any_request(
     assert report.results[0].status == "failed"
     assert "is a directory" in (report.results[0].error or "")
     assert origin.log == []
+
+
+async def test_one_stream_flushes_to_disk_as_it_goes(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without flushes along the way, the fsync before the rename wrote the whole
+    # file at once: the slowest part of a big download on a real disk.
+    from downloader import _storage
+
+    flushed: list[int] = []
+    real = _storage._datasync_path
+
+    def counting(path: Path) -> None:
+        flushed.append(path.stat().st_size)
+        real(path)
+
+    monkeypatch.setattr(_storage, "FLUSH_EVERY", 256 * 1024)
+    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    data = make_bytes(3_000_000, "flushed")
+    origin.set_file("flushed.bin", data)
+    origin.faults["flushed.bin"] = Faults(rate=4_000_000)  # arrives over ~0.75 s
+    async with Downloader(tmp_path, split=1) as dl:
+        report = await dl.download([origin.url("flushed.bin")])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert file_sha256(tmp_path / "flushed.bin") == sha256(data)
+    assert len(flushed) >= 2  # along the way, not only at the end
+    assert min(flushed) < len(data)
