@@ -137,6 +137,7 @@ class SegmentedDownload:
         self._workers: set[asyncio.Task[None]] = set()
         self._saved_snapshot: tuple[tuple[int, int, int], ...] = ()
         self._received = 0  # body bytes written by every connection, this run
+        self._flusher = storage.BackgroundFlush(paths.part, 0)  # counts _received
         self._judged = asyncio.Event()  # set once the first MiB is in
 
     async def run(self, first: Stream | None) -> str | None:
@@ -164,6 +165,7 @@ class SegmentedDownload:
             for task in self._workers:
                 task.cancel()
             await asyncio.gather(ticker, *self._workers, return_exceptions=True)
+            await self._flusher.close()
             if contiguous_prefix(self.segments) < self.size:
                 await asyncio.shield(self._checkpoint())
         if self._hashing is not None:
@@ -268,6 +270,7 @@ class SegmentedDownload:
                     await writer.write(chunk)
                     seg.pos += len(chunk)
                     self._received += len(chunk)
+                    self._flusher.wrote_up_to(self._received)
                     if self._received >= JUDGE_BYTES:
                         self._judged.set()
                     seg.saved = writer.saved

@@ -153,6 +153,28 @@ async def test_split_download_is_byte_identical_and_faster_per_connection(
     assert not list(tmp_path.glob("*.part*"))
 
 
+async def test_a_split_download_flushes_to_disk_as_it_goes(
+    origin: FileServer, big: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from downloader import _storage
+
+    flushed: list[int] = []
+    real = _storage._datasync_path
+
+    def counting(path: Path) -> None:
+        flushed.append(path.stat().st_size)
+        real(path)
+
+    monkeypatch.setattr(_storage, "FLUSH_EVERY", 512 * 1024)
+    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    async with Downloader(tmp_path, split=4, min_split_size=MB, per_host=8) as dl:
+        report = await dl.download([entry_for(origin, big)])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert file_sha256(tmp_path / "seg.bin") == sha256(big)
+    assert len(flushed) >= 2  # along the way, beside the checkpoints
+
+
 async def test_a_fast_connection_is_not_split(
     origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
