@@ -67,6 +67,22 @@ def file_sha256(path: Path) -> str:
     return sha256(path.read_bytes())
 
 
+def count_flushes(monkeypatch: pytest.MonkeyPatch, every: int) -> list[int]:
+    """Flush parts every ``every`` bytes; the list gets each flushed part's size."""
+    from downloader import _storage
+
+    flushed: list[int] = []
+    real = _storage._datasync_path
+
+    def counting(path: Path) -> None:
+        flushed.append(path.stat().st_size)
+        real(path)
+
+    monkeypatch.setattr(_storage, "FLUSH_EVERY", every)
+    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    return flushed
+
+
 @pytest.fixture
 async def origin(aiohttp_server: AiohttpServer) -> FileServer:
     """Serves ``origin.files``; misbehaves as ``origin.faults[name]`` says.

@@ -12,7 +12,7 @@ import pytest
 from downloader import Downloader, Entry
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import file_sha256, sha256
+from .conftest import count_flushes, file_sha256, sha256
 
 
 @pytest.fixture
@@ -110,17 +110,7 @@ async def test_one_stream_flushes_to_disk_as_it_goes(
 ) -> None:
     # Without flushes along the way, the fsync before the rename wrote the whole
     # file at once: the slowest part of a big download on a real disk.
-    from downloader import _storage
-
-    flushed: list[int] = []
-    real = _storage._datasync_path
-
-    def counting(path: Path) -> None:
-        flushed.append(path.stat().st_size)
-        real(path)
-
-    monkeypatch.setattr(_storage, "FLUSH_EVERY", 256 * 1024)
-    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    flushed = count_flushes(monkeypatch, 256 * 1024)
     data = make_bytes(3_000_000, "flushed")
     origin.set_file("flushed.bin", data)
     origin.faults["flushed.bin"] = Faults(rate=4_000_000)  # arrives over ~0.75 s

@@ -23,7 +23,7 @@ from downloader._storage import FilePaths, ResumeState, save_state, segments_cov
 from downloader._transfer import Answer
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import file_sha256, gets, sha256
+from .conftest import count_flushes, file_sha256, gets, sha256
 
 MB = 1_000_000
 
@@ -156,17 +156,7 @@ async def test_split_download_is_byte_identical_and_faster_per_connection(
 async def test_a_split_download_flushes_to_disk_as_it_goes(
     origin: FileServer, big: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from downloader import _storage
-
-    flushed: list[int] = []
-    real = _storage._datasync_path
-
-    def counting(path: Path) -> None:
-        flushed.append(path.stat().st_size)
-        real(path)
-
-    monkeypatch.setattr(_storage, "FLUSH_EVERY", 512 * 1024)
-    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    flushed = count_flushes(monkeypatch, 512 * 1024)
     async with Downloader(tmp_path, split=4, min_split_size=MB, per_host=8) as dl:
         report = await dl.download([entry_for(origin, big)])
 
