@@ -119,24 +119,28 @@ def test_no_schedule_leaves_a_wrong_final_file(
         by_path = {r.path: r for r in report.results}
         assert sorted(by_path) == sorted(e.path for e in entries)
         for entry in entries:
-            TALLY.files += 1
-            result = by_path[entry.path]
-            final = dest / entry.path
-            if result.status == "downloaded":
-                TALLY.downloaded += 1
-                on_disk = final.read_bytes()
-                if on_disk != server.files[entry.path]:
-                    TALLY.wrong_final_files += 1
-                assert on_disk == server.files[entry.path], result
-                if entry.checksum is not None:
-                    assert sha256(on_disk) == entry.checksum.hexdigest
-                assert result.size == len(on_disk)
-                assert not list(dest.glob(entry.path + ".part*")), result
-            else:
-                TALLY.failed += 1
-                assert result.status == "failed"
-                assert result.error
-                assert not final.exists(), result
+            check_file(dest, server, entry, by_path[entry.path])
+
+
+def check_file(dest: Path, server: FileServer, entry: Entry, result: Result) -> None:
+    """Right bytes at the final path and nothing beside, or a clean failure."""
+    TALLY.files += 1
+    final = dest / entry.path
+    if result.status == "downloaded":
+        TALLY.downloaded += 1
+        on_disk = final.read_bytes()
+        if on_disk != server.files[entry.path]:
+            TALLY.wrong_final_files += 1
+        assert on_disk == server.files[entry.path], result
+        if entry.checksum is not None:
+            assert sha256(on_disk) == entry.checksum.hexdigest
+        assert result.size == len(on_disk)
+        assert not list(dest.glob(entry.path + ".part*")), result
+    else:
+        TALLY.failed += 1
+        assert result.status == "failed"
+        assert result.error
+        assert not final.exists(), result
 
 
 @settings(max_examples=max(EXAMPLES // 4, 20), deadline=None, derandomize=True)
@@ -208,18 +212,6 @@ def run_one(fault: Faults, *, split: int, with_checksum: bool) -> None:
 
 
 def check_one(dest: Path, server: FileServer, entry: Entry, result: Result) -> None:
-    """One file of a one-file schedule: right bytes and nothing beside, or none."""
+    """One file of a one-file schedule."""
     TALLY.schedules += 1
-    TALLY.files += 1
-    final = dest / entry.path
-    if result.status == "downloaded":
-        TALLY.downloaded += 1
-        on_disk = final.read_bytes()
-        if on_disk != server.files[entry.path]:
-            TALLY.wrong_final_files += 1
-        assert on_disk == server.files[entry.path], result
-        assert not list(dest.glob(entry.path + ".part*")), result
-    else:
-        TALLY.failed += 1
-        assert result.error
-        assert not final.exists(), result
+    check_file(dest, server, entry, result)
