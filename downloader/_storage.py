@@ -218,19 +218,19 @@ def discard(paths: FilePaths) -> None:
             path.unlink()
 
 
-def _datasync(fd: int) -> None:
-    """fdatasync where there is one (Linux), else fsync."""
-    os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+def _datasync(path: Path) -> None:
+    """Make a file's bytes durable: fdatasync where there is one (Linux), else fsync."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sync_and_save(paths: FilePaths, state: ResumeState) -> None:
     """Checkpoint: make the part's bytes durable, then record how far they go."""
     try:
-        fd = os.open(paths.part, os.O_WRONLY)
-        try:
-            _datasync(fd)
-        finally:
-            os.close(fd)
+        _datasync(paths.part)
         save_state(paths.state, state)
     except OSError as exc:
         msg = f"cannot save progress of {paths.part}: {exc.strerror}"
@@ -385,7 +385,7 @@ class BackgroundFlush:
             return
         self._flushed = end
         self._running = asyncio.ensure_future(
-            asyncio.to_thread(_datasync_path, self.path)
+            asyncio.to_thread(_datasync_quietly, self.path)
         )
 
     async def close(self) -> None:
@@ -395,13 +395,9 @@ class BackgroundFlush:
                 await asyncio.shield(self._running)
 
 
-def _datasync_path(path: Path) -> None:
+def _datasync_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):  # the fsync before the rename still checks
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            _datasync(fd)
-        finally:
-            os.close(fd)
+        _datasync(path)
 
 
 class PartWriter:

@@ -72,14 +72,14 @@ def count_flushes(monkeypatch: pytest.MonkeyPatch, every: int) -> list[int]:
     from downloader import _storage
 
     flushed: list[int] = []
-    real = _storage._datasync_path
+    real = _storage._datasync_quietly
 
     def counting(path: Path) -> None:
         flushed.append(path.stat().st_size)
         real(path)
 
     monkeypatch.setattr(_storage, "FLUSH_EVERY", every)
-    monkeypatch.setattr(_storage, "_datasync_path", counting)
+    monkeypatch.setattr(_storage, "_datasync_quietly", counting)
     return flushed
 
 
