@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import MiB, Nginx, child_env, sha256, write_random
+from run import MiB, Nginx, child_env, request_spans, sha256, write_random
 
 
 def main() -> int:
@@ -89,11 +89,8 @@ def main() -> int:
 
 def _first_request(log: Path, began: float) -> float | None:
     """Seconds from the start to the first request nginx logged (throttled only)."""
-    starts = [
-        float(end) - float(took)
-        for end, took, *_ in (line.split() for line in log.read_text().splitlines())
-    ]
-    return min(starts) - began if starts else None
+    spans = request_spans(log)
+    return min(start for start, _ in spans) - began if spans else None
 
 
 if __name__ == "__main__":

@@ -279,16 +279,22 @@ class Run:
     transfer: float | None = None  # throttled port: first request in to last out
 
 
+def request_spans(log: Path) -> list[tuple[float, float]]:
+    """(received, finished) of each request in nginx's timing log, epoch seconds."""
+    spans = []
+    for line in log.read_text().splitlines():
+        end, took, *_ = line.split()
+        spans.append((float(end) - float(took), float(end)))
+    return spans
+
+
 def transfer_seconds(log: Path) -> float | None:
     """From the first request nginx received to the last response it finished.
 
     The wall time less this is the tool's own start-up and finish (imports,
     probe set-up, fsync, exit): the transfer phase alone, from nginx's side.
     """
-    spans = []
-    for line in log.read_text().splitlines():
-        end, took, *_ = line.split()
-        spans.append((float(end) - float(took), float(end)))
+    spans = request_spans(log)
     if not spans:
         return None
     return max(e for _, e in spans) - min(s for s, _ in spans)
