@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
 from . import _storage as storage
-from ._budget import ConnectionBudget, host_of
+from ._budget import ConnectionBudget
 from ._exceptions import (
     HTTPStatusError,
     IntegrityError,
@@ -21,6 +21,8 @@ from ._exceptions import (
 from ._integrity import hash_file
 from ._models import Entry
 from ._policy import (
+    CallerHeaders,
+    ask_entry_again,
     can_resume,
     expected_total,
     pick_validator,
@@ -70,9 +72,11 @@ class FileFetch:
         self.paths = paths
         self.tally = Tally()
         self.may_split = ctx.split > 1  # off after a server botched a ranged answer
+        self._asked = entry.url  # the URL of the try under way (entry or mirror)
 
     async def attempt(self, url: str) -> tuple[int, str | None]:
         """One try, holding a connection slot for the host; (size, checksum)."""
+        self._asked = url
         async with self.ctx.budget.slot(url):
             return await self._attempt_in_slot(url)
 
@@ -91,19 +95,18 @@ class FileFetch:
             have = 0
         if have and state is not None and state.segments is not None:
             if state.size == have:  # the part has its full size: resume the segments
-                return await self._segmented(state, None)
+                return await self._segmented(state, None, url)
             have = 0
         elif have and state is not None and state.size == have:  # killed before rename
             return await self._finish(have, None, url)
         validator = state.validator if (have and state) else None
-        headers = {
-            **self.ctx.headers,
-            **entry.headers,
-            **resume_headers(have, validator),
-        }
         try:
             async with open_stream(
-                self.ctx.session, url, headers, self.ctx.env
+                self.ctx.session,
+                url,
+                self._caller(url),
+                resume_headers(have, validator),
+                self.ctx.env,
             ) as stream:
                 answer = stream.answer
                 try:
@@ -124,9 +127,9 @@ class FileFetch:
                     return await self._small(stream, total, had_part=on_disk >= 0)
                 if total is not None and self._splittable(answer, offset, total):
                     state = await asyncio.to_thread(
-                        _begin_segmented, paths, answer, total
+                        _begin_segmented, paths, url, answer, total
                     )
-                    return await self._segmented(state, stream)
+                    return await self._segmented(state, stream, url)
                 size, digest = await self._one_stream(stream, offset, total)
         except HTTPStatusError as exc:
             if exc.status == 416 and have:  # nothing after our bytes: why not?
@@ -147,7 +150,7 @@ class FileFetch:
         """Append the body at ``offset``, hashing as it passes."""
         entry, paths = self.entry, self.paths
         if offset == 0:
-            await asyncio.to_thread(_begin, paths, stream.answer, total)
+            await asyncio.to_thread(_begin, paths, self._asked, stream.answer, total)
         hasher = None
         if entry.checksum is not None:
             hasher = entry.checksum.hasher()
@@ -193,22 +196,44 @@ class FileFetch:
             and (validator is not None or self.entry.checksum is not None)
         )
 
+    def _caller(self, url: str) -> CallerHeaders:
+        """The caller's headers for a try at ``url`` (the entry's URL or a mirror)."""
+        return CallerHeaders(url, self.ctx.headers, self.entry.headers)
+
     async def _segmented(
-        self, state: ResumeState, first: Stream | None
+        self, state: ResumeState, first: Stream | None, url: str
     ) -> tuple[int, str | None]:
-        """Fetch the missing segments over several connections, then verify."""
+        """Fetch the missing segments over several connections, then verify.
+
+        Ranges go where ``url`` redirected this try (learned from each answer),
+        never to a target saved by an earlier run: presigned targets expire. A
+        target that stops answering sends the range back through ``url`` once.
+        """
         assert state.size is not None
         assert state.segments is not None
-        ctx, entry = self.ctx, self.entry
-        seg_url, validator = state.url, state.validator
-        same_origin = host_of(seg_url) == host_of(entry.url)
-        base = {**ctx.headers, **entry.headers} if same_origin else dict(ctx.headers)
+        ctx, entry, validator = self.ctx, self.entry, state.validator
+        caller = self._caller(url)
+        target = [first.answer.url if first is not None else url]
 
-        def open_range(start: int, end: int) -> AbstractAsyncContextManager[Stream]:
-            headers = {**base, "Range": f"bytes={start}-{end}"}
+        @contextlib.asynccontextmanager
+        async def open_range(start: int, end: int) -> AsyncIterator[Stream]:
+            ranged = {"Range": f"bytes={start}-{end}"}
             if validator:
-                headers["If-Range"] = validator
-            return open_stream(ctx.session, seg_url, headers, ctx.env)
+                ranged["If-Range"] = validator
+            async with contextlib.AsyncExitStack() as stack:
+                at = target[0]
+                try:
+                    stream = await stack.enter_async_context(
+                        open_stream(ctx.session, at, caller, ranged, ctx.env)
+                    )
+                except HTTPStatusError as exc:
+                    if at == url or not ask_entry_again(exc.status):
+                        raise
+                    stream = await stack.enter_async_context(
+                        open_stream(ctx.session, url, caller, ranged, ctx.env)
+                    )
+                target[0] = stream.answer.url
+                yield stream
 
         segments = [Segment(a, b, c, b) for a, b, c in state.segments]
         done = sum(seg.saved - seg.start for seg in segments)
@@ -216,7 +241,7 @@ class FileFetch:
         download = SegmentedDownload(
             self.paths,
             segments,
-            url=seg_url,
+            url=url,
             size=state.size,
             validator=validator,
             split=ctx.split,
@@ -232,7 +257,7 @@ class FileFetch:
             self.may_split = False  # restart on one stream: ranges cannot be trusted
             await asyncio.to_thread(storage.discard, self.paths)
             raise
-        return await self._finish(state.size, digest, seg_url)
+        return await self._finish(state.size, digest, url)
 
     async def _small(
         self, stream: Stream, total: int, *, had_part: bool
@@ -254,7 +279,7 @@ class FileFetch:
         except TransferError:
             if chunks:
                 await asyncio.to_thread(
-                    _keep_partial, self.paths, stream.answer, total, chunks
+                    _keep_partial, self.paths, self._asked, stream.answer, total, chunks
                 )
             raise
         if size != total:
@@ -312,18 +337,23 @@ def integrity_error(
     return None
 
 
-def _begin(paths: FilePaths, answer: Answer, total: int | None) -> None:
+def _begin(paths: FilePaths, url: str, answer: Answer, total: int | None) -> None:
     """Start from zero: empty the part first, then record who sends the bytes.
+
+    The state names ``url``, the URL asked (not where it redirected): a resume
+    starts there again.
 
     In this order a crash in between leaves an empty part, never old bytes
     under a new validator.
     """
     storage.prepare_part(paths, 0)
     validator = pick_validator(answer.etag, answer.last_modified)
-    storage.save_state(paths.state, ResumeState(answer.url, validator, total))
+    storage.save_state(paths.state, ResumeState(url, validator, total))
 
 
-def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeState:
+def _begin_segmented(
+    paths: FilePaths, url: str, answer: Answer, total: int
+) -> ResumeState:
     """A fresh segmented file: forget old state first, then size the part.
 
     In this order a crash never leaves a full-size part of zeros beside a state
@@ -338,14 +368,14 @@ def _begin_segmented(paths: FilePaths, answer: Answer, total: int) -> ResumeStat
         msg = f"cannot make {paths.part} {total:,} bytes long: {exc.strerror}"
         raise StorageError(msg) from exc
     validator = pick_validator(answer.etag, answer.last_modified)
-    state = ResumeState(answer.url, validator, total, ((0, 0, total),))
+    state = ResumeState(url, validator, total, ((0, 0, total),))
     storage.save_state(paths.state, state)
     return state
 
 
 def _keep_partial(
-    paths: FilePaths, answer: Answer, total: int, chunks: list[bytes]
+    paths: FilePaths, url: str, answer: Answer, total: int, chunks: list[bytes]
 ) -> None:
     """A small body that broke off: keep what arrived as an ordinary part."""
-    _begin(paths, answer, total)
+    _begin(paths, url, answer, total)
     storage.write_at(paths.part, chunks, 0)

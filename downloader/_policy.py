@@ -1,12 +1,14 @@
-"""Pure decisions: resume or restart, retry or give up, and how long to wait."""
+"""Pure decisions: which headers go where, resume or restart, retry, and waits."""
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 from ._exceptions import ResumeRejected, TransferError
 
@@ -25,6 +27,61 @@ FAST_ENOUGH = 128 * 1024 * 1024  # bytes/s
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: no origin matches it
+        port = -1
+    return scheme, parts.hostname or "", port or _DEFAULT_PORTS.get(scheme)
+
+
+def headers_for(
+    url: str,
+    origin: str,
+    global_headers: Mapping[str, str],
+    entry_headers: Mapping[str, str],
+) -> dict[str, str]:
+    """The caller's headers that may be sent to ``url``: all or none.
+
+    Caller headers (``-H`` and the entry's own) may carry credentials, so they
+    go only to the origin (scheme, host, port) of the URL the caller named.
+    Every request of a file asks this: each redirect hop, every segment and
+    every resume. An https -> http downgrade on the same host is another
+    origin too.
+    """
+    if origin_of(url) != origin_of(origin):
+        return {}
+    return {**global_headers, **entry_headers}
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHeaders:
+    """The headers a caller gave for one file, and the URL whose origin gets them."""
+
+    origin: str
+    global_headers: Mapping[str, str] = field(default_factory=dict)
+    entry_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def for_url(self, url: str) -> dict[str, str]:
+        return headers_for(url, self.origin, self.global_headers, self.entry_headers)
+
+
+def ask_entry_again(status: int) -> bool:
+    """Should a 4xx from a learned redirect target send us back to the entry URL?
+
+    Presigned targets (S3, GCS, CDN links) expire and then answer 400, 401,
+    403, 404 or 410; the entry URL redirects to a fresh one. 416 and 429 are
+    about the request or the pace, not about the link.
+    """
+    return 400 <= status < 500 and status not in (416, 429)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import aiohttp
 
 from ._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferError
 from ._policy import (
+    CallerHeaders,
     ContentRange,
     parse_complete_length,
     parse_content_range,
@@ -186,23 +187,20 @@ def translated(url: str) -> Iterator[None]:
         raise TransferError(msg, url=url) from exc
 
 
-def _same_origin(a: str, b: str) -> bool:
-    sa, sb = urlsplit(a), urlsplit(b)
-    return (sa.scheme, sa.hostname, sa.port) == (sb.scheme, sb.hostname, sb.port)
-
-
 @contextlib.asynccontextmanager
 async def open_stream(
     session: aiohttp.ClientSession,
     url: str,
-    headers: Mapping[str, str],
+    caller: CallerHeaders,
+    extra: Mapping[str, str] | None = None,
     env: Environment | None = None,
 ) -> AsyncIterator[Stream]:
     """GET ``url``, following redirects ourselves, and yield the 2xx response.
 
-    Following redirects here (not in aiohttp) lets us drop every caller-supplied
-    header, credentials included, when a redirect leaves the original origin, and
-    refuse schemes other than http(s). ``env`` adds proxies and each host's own
+    Following redirects here (not in aiohttp) lets every hop ask
+    ``caller.for_url`` which caller headers it may carry (none off the
+    caller's origin), and refuse schemes other than http(s). ``extra`` (Range,
+    If-Range) goes to every hop. ``env`` adds proxies and each host's own
     ``.netrc`` credentials (never another host's).
 
     Raises
@@ -212,12 +210,14 @@ async def open_stream(
     TransferError
         Connection, TLS or redirect trouble, translated.
     """
-    current, sent = url, dict(headers)
+    current = url
     for _ in range(MAX_REDIRECTS + 1):
         proxy, auth = env.lookup(current) if env is not None else (None, None)
-        request_headers = sent
-        if auth is not None and not any(k.lower() == "authorization" for k in sent):
-            request_headers = {**sent, "Authorization": auth}  # this host's own
+        request_headers = {**caller.for_url(current), **(extra or {})}
+        if auth is not None and not any(
+            k.lower() == "authorization" for k in request_headers
+        ):
+            request_headers["Authorization"] = auth  # this host's own
         with translated(current):
             response = await session.get(
                 current, headers=request_headers, allow_redirects=False, proxy=proxy
@@ -232,8 +232,6 @@ async def open_stream(
                         url=url,
                         retryable=False,
                     )
-                if not _same_origin(url, target):
-                    sent = {}  # credentials never follow to another host
                 current = target
                 continue
             if not 200 <= response.status < 300:
