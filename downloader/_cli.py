@@ -673,9 +673,10 @@ def _print_verify(verdicts: Iterator[Verdict]) -> int:
             good += 1
             continue
         bad += 1
+        of = f" of {v.size:,}" if v.size is not None else ""
         reason = {
             "new": "missing",
-            "resume": f"missing (partial download, {v.have:,} bytes)",
+            "resume": f"missing (partial download, {v.have:,}{of} bytes)",
             "restart": "missing (unusable partial download)",
             "replace": v.detail,
             "blocked": v.detail,

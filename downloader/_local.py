@@ -14,7 +14,7 @@ from . import _storage as storage
 from ._exceptions import StorageError
 from ._models import Entry
 from ._policy import can_resume
-from ._storage import FilePaths, InsideCheck
+from ._storage import FilePaths, InsideCheck, ResumeState
 
 Action = Literal["complete", "replace", "resume", "restart", "new", "blocked"]
 
@@ -27,6 +27,24 @@ class Verdict:
     action: Action
     detail: str = ""
     have: int = 0  # bytes on disk that a resume would keep
+    size: int | None = None  # of a resume: the whole file's size, when known
+
+
+def held_bytes(part_size: int, state: ResumeState | None) -> int:
+    """Bytes a part really holds, so plan and verify never count holes.
+
+    A one-stream part is written from its start: it holds its size. A split
+    part is a sparse file of the whole length from the outset, so only each
+    segment's saved range ``[start, saved)`` counts (clipped to the part, in
+    case it was cut short).
+    """
+    if part_size <= 0:
+        return 0
+    if state is None or state.segments is None:
+        return part_size
+    return sum(
+        max(0, min(saved, part_size) - start) for start, saved, _ in state.segments
+    )
 
 
 def inspect(
@@ -69,15 +87,26 @@ def quick_look(
     if have <= 0:  # -1: no part file at all
         return Verdict(entry, "new")
     state = storage.load_state(paths.state)
-    if can_resume(
+    held = held_bytes(have, state)
+    if not can_resume(
         have,
         state.validator if state else None,
         saved_url=state.url if state else None,
         url=entry.url,
         has_checksum=entry.checksum is not None,
     ):
-        return Verdict(entry, "resume", f"from byte {have:,}", have)
-    return Verdict(entry, "restart", f"{have:,} bytes on disk cannot be trusted")
+        return Verdict(entry, "restart", f"{held:,} bytes on disk cannot be trusted")
+    size = state.size if state else None
+    if state is None or state.segments is None:
+        return Verdict(entry, "resume", f"from byte {have:,}", held, size)
+    if size != have:  # as in get: segments resume only in a part of full size
+        detail = f"the part is {have:,} bytes, but its saved segments are for {size:,}"
+        return Verdict(entry, "restart", detail)
+    count = len(state.segments)
+    detail = (
+        f"{count} segment{'s' if count != 1 else ''}, {held:,} of {have:,} bytes held"
+    )
+    return Verdict(entry, "resume", detail, held, size)
 
 
 def hashed_look(dest: Path, entry: Entry) -> Verdict:
