@@ -214,11 +214,12 @@ class Downloader:
             try:
                 for key, entry in enumerate(entries):
                     await todo.put((key, entry))
-            except DownloadError as exc:
+            except Exception as exc:  # a manifest error (or a bug): stop, then say so
                 failure.append(exc)
-            finally:
-                for _ in range(self.jobs):
-                    await todo.put(None)
+            # Not in a ``finally``: once cancelled, nobody takes from the full
+            # queue, so these puts would wait forever and the run never ends.
+            for _ in range(self.jobs):
+                await todo.put(None)
 
         async def work() -> None:
             try:
@@ -227,8 +228,9 @@ class Downloader:
                     result = await self._fetch(key, entry)
                     self.progress.file_finished(key, result)
                     await done.put(result)
-            finally:
-                await done.put(None)
+            except Exception as exc:  # a bug in a worker surfaces instead of hiding
+                failure.append(exc)
+            await done.put(None)  # likewise not on cancel
 
         tasks = [asyncio.create_task(produce(), name="manifest reader")]
         tasks += [
@@ -242,9 +244,6 @@ class Downloader:
                     running -= 1
                 else:
                     yield result
-            for task in tasks[1:]:  # a bug in a worker surfaces instead of hiding
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
             if failure:
                 raise failure[0]
         finally:
