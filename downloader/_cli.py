@@ -265,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="download again even if a complete file is there",
     )
+    out.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail a file another live downloader process is working on, "
+        "instead of waiting for it (by default: wait, then skip it once "
+        "complete, or take over its part if that process died)",
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     out.add_argument("--report", metavar="FILE", help="write a JSON report here")
@@ -476,6 +483,7 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         "limit_rate": args.limit_rate,
         "headers": headers,
         "overwrite": args.overwrite,
+        "wait_for_others": not args.no_wait,
         "ca_bundle": args.ca_bundle,
         "insecure": args.insecure,
     }

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 
 MiB = 1024 * 1024
+LOCK_POLL = 0.05  # seconds between looks at a lock another process holds...
+LOCK_POLL_MAX = 1.0  # ...doubling up to this
 
 
 class Downloader:
@@ -74,6 +76,9 @@ class Downloader:
         Raise ``DownloadFailed`` from ``download`` when any file failed.
     retry_wait:
         Seconds before the first retry; doubles each time (with jitter).
+    wait_for_others:
+        When another live process is working on a file in ``dest``, wait for
+        it (then skip the file or take over its part); False fails the file.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Downloader:
         insecure: bool = False,
         raise_on_failure: bool = False,
         retry_wait: float = BACKOFF_BASE,
+        wait_for_others: bool = True,
     ) -> None:
         if jobs < 1 or per_host < 1 or max_connections < 1 or retries < 0:
             msg = "jobs, per_host and max_connections must be >= 1, retries >= 0"
@@ -115,6 +121,7 @@ class Downloader:
         self.progress: ProgressSink = progress or NullProgress()
         self.raise_on_failure = raise_on_failure
         self.retry_wait = retry_wait
+        self.wait_for_others = wait_for_others
         self._limiter = RateLimiter(limit_rate) if limit_rate else None
         self._tls = (ca_bundle, insecure)
         self._session = session
@@ -256,37 +263,86 @@ class Downloader:
         began = time.monotonic()
         try:
             paths = FilePaths.under(self.dest, entry.path, self._inside)
-            found = storage.stat_or_none(paths.final)
-            if found is not None and stat.S_ISDIR(found.st_mode):
-                msg = f"{paths.final} is a directory; move it out of the way"
-                raise StorageError(msg)
-            if found is not None and not self.overwrite:
-                complete = (entry.size is None or found.st_size == entry.size) and (
-                    entry.checksum is None
-                    or await asyncio.to_thread(
-                        storage.hashes_match, paths.final, entry.checksum
-                    )
-                )
-                if complete:
-                    return Result(
-                        entry,
-                        "skipped",
-                        size=found.st_size,
-                        elapsed_s=time.monotonic() - began,
-                        checksum=str(entry.checksum) if entry.checksum else None,
-                    )
+            done = await self._complete(entry, paths, began)
+            if done is not None:
+                return done
+            lock, waited = await self._lock(key, entry, paths)
         except (OSError, StorageError) as exc:
             return Result(
                 entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
             )
-        try:
-            lock = storage.PartLock(paths)
-        except StorageError as exc:  # another process is on this very file
-            return Result(
-                entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
-            )
         with lock:
+            if waited:  # the other process may have finished it meanwhile
+                try:
+                    done = await self._complete(entry, paths, began)
+                except (OSError, StorageError) as exc:
+                    return Result(
+                        entry,
+                        "failed",
+                        elapsed_s=time.monotonic() - began,
+                        error=str(exc),
+                    )
+                if done is not None:
+                    return done
             return await self._fetch_with_retries(key, entry, paths, began)
+
+    async def _complete(
+        self, entry: Entry, paths: FilePaths, began: float
+    ) -> Result | None:
+        """The "skipped" result when the final file is already complete, else None."""
+        found = storage.stat_or_none(paths.final)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            msg = f"{paths.final} is a directory; move it out of the way"
+            raise StorageError(msg)
+        if found is None or self.overwrite:
+            return None
+        complete = (entry.size is None or found.st_size == entry.size) and (
+            entry.checksum is None
+            or await asyncio.to_thread(
+                storage.hashes_match, paths.final, entry.checksum
+            )
+        )
+        if not complete:
+            return None
+        return Result(
+            entry,
+            "skipped",
+            size=found.st_size,
+            elapsed_s=time.monotonic() - began,
+            checksum=str(entry.checksum) if entry.checksum else None,
+        )
+
+    async def _lock(
+        self, key: int, entry: Entry, paths: FilePaths
+    ) -> tuple[storage.PartLock, bool]:
+        """This file's part lock, waiting while another live process holds it.
+
+        The lock dies with its holder, so the wait ends when that process
+        finishes the file (then it is skipped) or dies (then its part is
+        taken over). Returns (lock, whether it had to wait).
+
+        Raises
+        ------
+        StorageError
+            With ``wait_for_others=False``, at once if another process holds it.
+        """
+        try:
+            return storage.PartLock(paths), False
+        except storage.PartBusy as exc:
+            if not self.wait_for_others:
+                msg = f"{exc}; run again once it has finished"
+                raise StorageError(msg) from None
+            waiting = getattr(self.progress, "file_waiting", None)  # older sinks
+            if waiting is not None:
+                waiting(key, entry.path, f"waiting: {exc}")
+        pause = LOCK_POLL
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LOCK_POLL_MAX)
+            try:
+                return storage.PartLock(paths), True
+            except storage.PartBusy:
+                continue
 
     def _context(self) -> RunContext:
         assert self._session is not None

@@ -15,7 +15,12 @@ BAR_DELAY = 0.3  # a file gets its own bar only after this long in flight
 
 
 class ProgressSink(Protocol):
-    """What the engine tells about a run; every method must return quickly."""
+    """What the engine tells about a run; every method must return quickly.
+
+    A sink may also have ``file_waiting(key, name, message)``, called when a
+    file waits for another process that is working on it (optional, so sinks
+    written before it still fit).
+    """
 
     def run_started(self, files: int, total_bytes: int | None) -> None: ...
     def file_started(self, key: int, name: str, total: int | None, done: int) -> None:
@@ -39,6 +44,9 @@ class NullProgress:
         pass
 
     def file_finished(self, key: int, result: Result) -> None:
+        pass
+
+    def file_waiting(self, key: int, name: str, message: str) -> None:
         pass
 
     def close(self) -> None:
@@ -104,6 +112,11 @@ class LogProgress(NullProgress):
             return
         self.stream.write(describe(result) + "\n")
         self.stream.flush()
+
+    def file_waiting(self, key: int, name: str, message: str) -> None:
+        if not self.errors_only:
+            self.stream.write(message + "\n")
+            self.stream.flush()
 
 
 @dataclass
@@ -224,6 +237,9 @@ class TqdmProgress:
         self._update_desc()
         if self._overall is not None:
             self._overall.refresh()
+
+    def file_waiting(self, key: int, name: str, message: str) -> None:
+        self._tqdm.write(message, file=self.stream)
 
     def close(self) -> None:
         for info in self._files.values():

@@ -57,12 +57,21 @@ class FilePaths:
         return cls.of(dest, relative)
 
 
+class PartBusy(StorageError):
+    """Another live process holds this file's part lock (``holder``: its pid)."""
+
+    def __init__(self, message: str, *, holder: int | None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class PartLock:
     """An exclusive OS lock on ``FINAL.part.lock`` while this process works on it.
 
     ``flock`` dies with its process, so no stale lock ever blocks a later run.
-    Taking it does not wait: a second process on the same destination gets a
-    clear error for this file instead of interleaving writes into one part.
+    Taking it does not wait: ``PartBusy`` says another process holds it (the
+    caller decides whether to wait). The holder writes its pid into the file,
+    so whoever waits can say for whom.
     """
 
     def __init__(self, paths: FilePaths) -> None:
@@ -73,6 +82,7 @@ class PartLock:
             try:
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     self._fd = fd
+                    _write_pid(fd)
                     return
             except FileNotFoundError:
                 pass
@@ -91,12 +101,14 @@ class PartLock:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            holder = _read_pid(fd)
             os.close(fd)
+            who = f" (pid {holder})" if holder is not None else ""
             msg = (
-                f"another downloader process is working on {paths.final} "
-                f"(it holds {self.path.name}); run again once it has finished"
+                f"another downloader process{who} is working on {paths.final} "
+                f"(it holds {self.path.name})"
             )
-            raise StorageError(msg) from None
+            raise PartBusy(msg, holder=holder) from None
         return fd
 
     def __enter__(self) -> PartLock:
@@ -107,6 +119,22 @@ class PartLock:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         os.close(self._fd)
+
+
+def _write_pid(fd: int) -> None:
+    if fcntl is None:  # no locks on this system, so nobody waits to read it
+        return
+    with contextlib.suppress(OSError):  # only a courtesy to whoever waits
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
 
 
 class InsideCheck:
