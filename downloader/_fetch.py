@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -15,7 +14,6 @@ from ._exceptions import (
     HTTPStatusError,
     IntegrityError,
     ResumeRejected,
-    StorageError,
     TransferError,
 )
 from ._integrity import hash_file
@@ -28,6 +26,7 @@ from ._policy import (
     pick_validator,
     resume_headers,
     resume_offset,
+    segments_resumable,
     unsatisfiable_resume,
 )
 from ._progress import ProgressSink
@@ -94,7 +93,7 @@ class FileFetch:
         ):
             have = 0
         if have and state is not None and state.segments is not None:
-            if state.size == have:  # the part has its full size: resume the segments
+            if segments_resumable(have, state.size, state.segments):
                 return await self._segmented(state, None, url)
             have = 0
         elif have and state is not None and state.size == have:  # killed before rename
@@ -158,6 +157,8 @@ class FileFetch:
                 hasher = await asyncio.to_thread(
                     hash_file, paths.part, entry.checksum, limit=offset
                 )
+        elif total is not None:
+            await asyncio.to_thread(storage.check_room, paths, total - offset)
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
         flusher = storage.BackgroundFlush(paths.part, offset)
         try:
@@ -237,6 +238,8 @@ class FileFetch:
 
         segments = [Segment(a, b, c, b) for a, b, c in state.segments]
         done = sum(seg.saved - seg.start for seg in segments)
+        if first is None:  # a resume: room for what is missing
+            await asyncio.to_thread(storage.check_room, self.paths, state.size - done)
         ctx.progress.file_started(self.key, entry.path, state.size, done)
         download = SegmentedDownload(
             self.paths,
@@ -346,6 +349,8 @@ def _begin(paths: FilePaths, url: str, answer: Answer, total: int | None) -> Non
     In this order a crash in between leaves an empty part, never old bytes
     under a new validator.
     """
+    if total is not None:
+        storage.check_room(paths, total, reclaimed=storage.allocated(paths.part))
     storage.prepare_part(paths, 0)
     validator = pick_validator(answer.etag, answer.last_modified)
     storage.save_state(paths.state, ResumeState(url, validator, total))
@@ -354,19 +359,17 @@ def _begin(paths: FilePaths, url: str, answer: Answer, total: int | None) -> Non
 def _begin_segmented(
     paths: FilePaths, url: str, answer: Answer, total: int
 ) -> ResumeState:
-    """A fresh segmented file: forget old state first, then size the part.
+    """A fresh segmented file: forget old state first, then start an empty part.
 
-    In this order a crash never leaves a full-size part of zeros beside a state
-    that claims some of its bytes were downloaded.
+    In this order a crash never leaves old bytes beside a state that claims
+    some of them were downloaded. The part is not sized to ``total``: the
+    length is only the server's claim, and the segments extend the file as
+    their bytes arrive.
     """
+    storage.check_room(paths, total, reclaimed=storage.allocated(paths.part))
     with contextlib.suppress(FileNotFoundError):
         paths.state.unlink()
     storage.prepare_part(paths, 0)
-    try:
-        os.truncate(paths.part, total)  # sparse: segments fill it at their offsets
-    except OSError as exc:  # e.g. an absurd Content-Length: EFBIG
-        msg = f"cannot make {paths.part} {total:,} bytes long: {exc.strerror}"
-        raise StorageError(msg) from exc
     validator = pick_validator(answer.etag, answer.last_modified)
     state = ResumeState(url, validator, total, ((0, 0, total),))
     storage.save_state(paths.state, state)

@@ -13,7 +13,7 @@ from typing import Literal
 from . import _storage as storage
 from ._exceptions import StorageError
 from ._models import Entry
-from ._policy import can_resume
+from ._policy import can_resume, segments_resumable
 from ._storage import FilePaths, InsideCheck, ResumeState
 
 Action = Literal["complete", "replace", "resume", "restart", "new", "blocked"]
@@ -99,12 +99,12 @@ def quick_look(
     size = state.size if state else None
     if state is None or state.segments is None:
         return Verdict(entry, "resume", f"from byte {have:,}", held, size)
-    if size != have:  # as in get: segments resume only in a part of full size
-        detail = f"the part is {have:,} bytes, but its saved segments are for {size:,}"
+    if not segments_resumable(have, size, state.segments):  # the rule get follows
+        detail = f"the part ({have:,} bytes) lacks bytes its saved segments claim"
         return Verdict(entry, "restart", detail)
     count = len(state.segments)
     detail = (
-        f"{count} segment{'s' if count != 1 else ''}, {held:,} of {have:,} bytes held"
+        f"{count} segment{'s' if count != 1 else ''}, {held:,} of {size:,} bytes held"
     )
     return Verdict(entry, "resume", detail, held, size)
 

@@ -155,6 +155,20 @@ def can_resume(
     return has_checksum and saved_url is not None
 
 
+def segments_resumable(
+    part_size: int, size: int | None, segments: tuple[tuple[int, int, int], ...]
+) -> bool:
+    """May a split part be resumed? Every byte its state claims must be in it.
+
+    The part grows only as bytes arrive, so it may be shorter than the file
+    (or, written by older versions, exactly its size), never longer, and never
+    shorter than the end of a segment's saved bytes.
+    """
+    if size is None or part_size > size:
+        return False
+    return all(saved == start or saved <= part_size for start, saved, _ in segments)
+
+
 def resume_offset(
     have: int,
     status: int,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ try:
 except ImportError:  # Windows: no flock; parts are not locked there
     fcntl = None  # type: ignore[assignment]
 from ._integrity import Checksum, Hasher, hash_file
+from ._progress import format_bytes
 
 STATE_VERSION = 2
 
@@ -171,7 +173,8 @@ class ResumeState:
     validator: str | None  # strong ETag or Last-Modified of the first answer
     size: int | None  # total size that answer announced
     # Segmented transfers: (start, saved, end) per segment, bytes [start, saved)
-    # written; the part file then has the full size from the start.
+    # written at their offsets. The part grows only as bytes arrive (it is
+    # never sized ahead), so it may be shorter than ``size``, and holey.
     segments: tuple[tuple[int, int, int], ...] | None = None
     version: int = STATE_VERSION
 
@@ -263,6 +266,42 @@ def sync_and_save(paths: FilePaths, state: ResumeState) -> None:
     except OSError as exc:
         msg = f"cannot save progress of {paths.part}: {exc.strerror}"
         raise StorageError(msg) from exc
+
+
+def check_room(paths: FilePaths, needed: int, *, reclaimed: int = 0) -> None:
+    """Refuse a length the part's filesystem cannot hold, before any byte is written.
+
+    A length is a server's claim: a lying Content-Length must fail the file
+    at once, not fill the disk (or a quota) or leave a giant part behind.
+    ``reclaimed``: bytes about to be freed (an old part that will be emptied).
+
+    Raises
+    ------
+    StorageError
+        ``needed`` bytes are more than the filesystem has free.
+    """
+    folder = paths.final.parent
+    try:
+        make_folder(folder)
+        free = shutil.disk_usage(folder).free + reclaimed
+    except OSError:  # cannot tell: the writes will say if the disk fills
+        return
+    if needed > free:
+        msg = (
+            f"needs {format_bytes(needed)}, only {format_bytes(free)} free "
+            f"on {folder}"
+        )
+        raise StorageError(msg)
+
+
+def allocated(path: Path) -> int:
+    """Bytes a file really takes on disk (a sparse file: less than its size)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0
+    blocks = getattr(st, "st_blocks", None)  # not on Windows
+    return st.st_size if blocks is None else min(st.st_size, blocks * 512)
 
 
 def prepare_part(paths: FilePaths, offset: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from downloader import Downloader, Entry
 from downloader.testing import Faults, FileServer, make_bytes
 
-from .conftest import count_flushes, file_sha256, sha256
+from .conftest import count_flushes, file_sha256, gets, sha256
 
 
 @pytest.fixture
@@ -37,6 +40,9 @@ async def test_full_disk_fails_that_file_clearly_and_keeps_the_rest(
     origin: FileServer, small_disk: Path
 ) -> None:
     origin.set_file("huge.bin", make_bytes(3_000_000, "huge"))
+    # No Content-Length, so no free-space check can refuse it up front (the
+    # next test): the disk fills during the writes.
+    origin.faults["huge.bin"] = Faults(no_length=True)
     entries = [origin.url("huge.bin"), origin.url("small.bin")]
     async with Downloader(small_disk, jobs=1, retries=2) as dl:
         report = await dl.download(entries)
@@ -53,6 +59,26 @@ async def test_full_disk_fails_that_file_clearly_and_keeps_the_rest(
         assert file_sha256(small_disk / "small.bin") == sha256(
             origin.files["small.bin"]
         )
+
+
+async def test_a_length_the_small_disk_cannot_hold_is_refused_up_front(
+    origin: FileServer, small_disk: Path
+) -> None:
+    origin.set_file("huge.bin", make_bytes(3_000_000, "huge"))
+    async with Downloader(small_disk, jobs=1, retries=2) as dl:
+        report = await dl.download([origin.url("huge.bin"), origin.url("small.bin")])
+
+    by_path = {r.path: r for r in report.results}
+    huge = by_path["huge.bin"]
+    assert huge.status == "failed"
+    assert re.fullmatch(
+        rf"needs 2\.9 MiB, only [\d.]+ KiB free on {re.escape(str(small_disk))}",
+        huge.error or "",
+    ), huge.error
+    assert huge.attempts == 1
+    assert not list(small_disk.glob("huge.bin*"))  # not a byte written
+    assert by_path["small.bin"].status == "downloaded"
+    assert file_sha256(small_disk / "small.bin") == sha256(origin.files["small.bin"])
 
 
 async def test_read_only_destination_fails_each_file_clearly(
@@ -121,3 +147,59 @@ async def test_one_stream_flushes_to_disk_as_it_goes(
     assert file_sha256(tmp_path / "flushed.bin") == sha256(data)
     assert len(flushed) >= 2  # along the way, not only at the end
     assert min(flushed) < len(data)
+
+
+@pytest.mark.parametrize("split", [1, 4])
+async def test_a_length_the_disk_cannot_hold_fails_before_any_byte_is_written(
+    origin: FileServer, tmp_path: Path, split: int
+) -> None:
+    """A server's Content-Length is a claim: check it against the free space."""
+    origin.set_file("liar.bin", make_bytes(1_500_000, "liar"))
+    origin.faults["liar.bin"] = Faults(lie_length=10**15)  # with ETag, Accept-Ranges
+    dest = tmp_path / "d"
+    async with Downloader(dest, split=split, retries=2, retry_wait=0.01) as dl:
+        report = await dl.download([origin.url("liar.bin")])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert re.fullmatch(
+        rf"needs 909\.5 TiB, only [\d.]+ [KMGT]?i?B free on {re.escape(str(dest))}",
+        result.error or "",
+    ), result.error
+    assert result.attempts == 1  # the disk will not grow: no retry
+    assert list(dest.iterdir()) == []  # no part, no state: nothing was written
+
+
+async def test_a_lying_length_that_fits_never_grows_the_part_past_what_arrived(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """A split part is never sized ahead to the announced length (no sparse giant)."""
+    data = make_bytes(1_500_000, "fits")
+    origin.set_file("liar.bin", data)
+    origin.faults["liar.bin"] = Faults(lie_length=64_000_000, rate=2_000_000)
+    dest = tmp_path / "d"
+    largest = 0
+
+    async def watch() -> None:
+        nonlocal largest
+        while True:
+            for path in dest.glob("*"):
+                with contextlib.suppress(FileNotFoundError):
+                    largest = max(largest, path.stat().st_size)
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with Downloader(
+            dest, split=4, min_split_size=1_000_000, retries=2, retry_wait=0.01
+        ) as dl:
+            report = await dl.download([origin.url("liar.bin")])
+    finally:
+        watcher.cancel()
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert "body cut short at byte 1,500,000" in (result.error or ""), result.error
+    assert any("Range" in r.headers for r in gets(origin, "liar.bin")), "no split"
+    assert 0 < largest <= len(data)  # never more than the bytes that arrived
+    assert not (dest / "liar.bin").exists()
