@@ -368,7 +368,6 @@ class Downloader:
         while True:
             attempts += 1
             url = urls[turn % len(urls)]
-            before = tally.bytes
             try:
                 size, verified = await fetch.attempt(url)
                 return Result(
@@ -388,6 +387,7 @@ class Downloader:
                 break
             except ResumeRejected as exc:
                 error, retry_after = exc, None
+                tally.forget()  # the bytes were thrown away: start counting anew
                 log.info("%s: %s; restarting from zero", entry.path, exc)
                 if free_restart:  # the bytes are gone; starting over is no failure
                     free_restart = False
@@ -395,6 +395,7 @@ class Downloader:
                 failures += 1
             except IntegrityError as exc:
                 error, retry_after = exc, None
+                tally.forget()
                 failures += 1
             except TransferError as exc:
                 error = exc
@@ -404,7 +405,7 @@ class Downloader:
                     if not urls:
                         break
                     continue  # straight on to the next mirror
-                if tally.bytes == before:
+                if not tally.progressed():  # bytes had before are no progress
                     failures += 1
                 turn += 1
             # non-retryable errors left the loop above; these may be tried again

@@ -11,6 +11,7 @@ from functools import partial
 from . import _storage as storage
 from ._budget import ConnectionBudget
 from ._exceptions import (
+    ConnectionLost,
     HTTPStatusError,
     IntegrityError,
     ResumeRejected,
@@ -54,9 +55,30 @@ class RunContext:
 
 @dataclass
 class Tally:
-    """Bytes received for one file this run, kept across its tries."""
+    """Bytes received for one file this run, kept across its tries.
+
+    ``reached`` is how far into the file the try under way has got (bytes
+    held); ``furthest`` the most any earlier try held. A try that only
+    fetches again bytes already had made no progress, whatever it received.
+    """
 
     bytes: int = 0
+    reached: int = 0
+    furthest: int = 0
+
+    def start(self, held: int) -> None:
+        """A try's body begins with ``held`` bytes of the file in place."""
+        self.reached = held
+
+    def forget(self) -> None:
+        """The bytes on disk were thrown away (a bad range, a wrong checksum)."""
+        self.reached = self.furthest = 0
+
+    def progressed(self) -> bool:
+        """Did the try just ended get past the furthest byte reached before?"""
+        moved = self.reached > self.furthest
+        self.furthest = max(self.furthest, self.reached)
+        return moved
 
 
 class FileFetch:
@@ -139,8 +161,7 @@ class FileFetch:
                 ) from exc
             raise
         if total is not None and size != total:
-            msg = f"body ended at byte {size} of {total} from {url}"
-            raise TransferError(msg, url=url)
+            raise _cut_short(size, total, url)
         return await self._finish(size, digest, url)
 
     async def _one_stream(
@@ -160,13 +181,17 @@ class FileFetch:
         elif total is not None:
             await asyncio.to_thread(storage.check_room, paths, total - offset)
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
+        self.tally.start(offset)
         flusher = storage.BackgroundFlush(paths.part, offset)
         try:
             async with storage.PartWriter(paths.part, offset, hasher) as writer:
-                async for chunk in stream.chunks():
-                    await self._count(len(chunk))
-                    await writer.write(chunk)
-                    flusher.wrote_up_to(writer.saved)
+                try:
+                    async for chunk in stream.chunks():
+                        await self._count(len(chunk))
+                        await writer.write(chunk)
+                        flusher.wrote_up_to(writer.saved)
+                except ConnectionLost as exc:
+                    raise _cut_short(writer.position, total, stream.answer.url) from exc
                 size = writer.position
         finally:
             await flusher.close()
@@ -177,6 +202,7 @@ class FileFetch:
         if self.ctx.limiter is not None:
             await self.ctx.limiter.acquire(n)
         self.tally.bytes += n
+        self.tally.reached += n
         self.ctx.progress.file_advanced(self.key, n)
 
     def _splittable(self, answer: Answer, offset: int, total: int) -> bool:
@@ -241,6 +267,7 @@ class FileFetch:
         if first is None:  # a resume: room for what is missing
             await asyncio.to_thread(storage.check_room, self.paths, state.size - done)
         ctx.progress.file_started(self.key, entry.path, state.size, done)
+        self.tally.start(done)
         download = SegmentedDownload(
             self.paths,
             segments,
@@ -272,6 +299,7 @@ class FileFetch:
         """
         entry, url = self.entry, stream.answer.url
         self.ctx.progress.file_started(self.key, entry.path, total, 0)
+        self.tally.start(0)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -279,15 +307,16 @@ class FileFetch:
                 await self._count(len(chunk))
                 chunks.append(chunk)
                 size += len(chunk)
-        except TransferError:
+        except TransferError as exc:
             if chunks:
                 await asyncio.to_thread(
                     _keep_partial, self.paths, self._asked, stream.answer, total, chunks
                 )
+            if isinstance(exc, ConnectionLost):
+                raise _cut_short(size, total, url) from exc
             raise
         if size != total:
-            msg = f"body ended at byte {size} of {total} from {url}"
-            raise TransferError(msg, url=url)
+            raise _cut_short(size, total, url)
         early = integrity_error(entry, size, None, url)  # size, before any write
         if early is not None:
             raise early
@@ -323,6 +352,12 @@ class FileFetch:
         if expected is not None and total is not None and total != expected:
             msg = f"server announces {total} bytes, the manifest says {expected}"
             raise TransferError(msg, url=url, retryable=False)
+
+
+def _cut_short(at: int, total: int | None, url: str) -> ConnectionLost:
+    """The body stopped early: say where, so the user sees how far it got."""
+    of = f" of {total:,}" if total is not None else ""
+    return ConnectionLost(f"body cut short at byte {at:,}{of} from {url}", url=url)
 
 
 def integrity_error(

@@ -56,7 +56,8 @@ class NullProgress:
 def describe(result: Result) -> str:
     """One human line for a finished file."""
     if result.status == "failed":
-        return f"FAILED     {result.path}: {result.error}"
+        tries = f" ({result.attempts} tries)" if result.attempts > 1 else ""
+        return f"FAILED     {result.path}: {result.error}{tries}"
     if result.status == "skipped":
         return f"skipped    {result.path} (already complete)"
     rate = result.bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0

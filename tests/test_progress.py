@@ -84,6 +84,11 @@ def test_format_bytes(n: float, text: str) -> None:
             "FAILED     data/f.bin: server answered 404",
             id="failed",
         ),
+        pytest.param(
+            result("failed", error="body cut short at byte 6 of 75", attempts=3),
+            "FAILED     data/f.bin: body cut short at byte 6 of 75 (3 tries)",
+            id="failed-after-tries",
+        ),
     ],
 )
 def test_describe(res: downloader.Result, text: str) -> None:
