@@ -74,6 +74,22 @@ class CallerHeaders:
         return headers_for(url, self.origin, self.global_headers, self.entry_headers)
 
 
+def unsupported_transfer_coding(values: list[str]) -> str | None:
+    """The first transfer coding we cannot undo, or None when there is none.
+
+    Only a final ``chunked`` is read (aiohttp undoes it). We send no ``TE``,
+    so any other coding (``gzip, chunked``, ``chunked, another``) makes the
+    body unreadable as file bytes (RFC 9112 6.1): saving it would publish
+    compressed or chunk-framed bytes as the file.
+    """
+    codings = [c.strip().lower() for v in values for c in v.split(",")]
+    codings = [c for c in codings if c]
+    unknown = [c for c in codings if c != "chunked"]
+    if unknown:
+        return unknown[0]
+    return "chunked" if len(codings) > 1 else None  # chunked twice
+
+
 def ask_entry_again(status: int) -> bool:
     """Should a 4xx from a learned redirect target send us back to the entry URL?
 

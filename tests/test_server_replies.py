@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from downloader._policy import unsupported_transfer_coding
 from downloader.testing import RawReplyServer
 
+from .conftest import file_sha256, sha256
 from .test_cli import finish, start_cli
 
 BODY_75 = b"0123456789" * 7 + b"abcde"
@@ -101,3 +103,74 @@ async def test_a_body_that_stops_at_the_same_byte_every_time_ends_the_run(
     assert "(3 tries)" in err  # the first, then two that made no progress
     assert len(server.heads) == 3
     assert not (dest / "f.bin").exists()
+
+
+# --- transfer codings and long header lines -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ([], None),
+        (["chunked"], None),
+        (["Chunked"], None),
+        (["gzip, chunked"], "gzip"),
+        (["chunked, another"], "another"),
+        (["gzip", "chunked"], "gzip"),  # two header lines are one list
+        (["chunked, chunked"], "chunked"),
+        (["identity"], "identity"),
+        (["chunked;q=1"], "chunked;q=1"),
+        ([" , chunked"], None),
+    ],
+)
+def test_unsupported_transfer_coding(values: list[str], refused: str | None) -> None:
+    assert unsupported_transfer_coding(values) == refused
+
+
+CODED = [
+    pytest.param(
+        head(b"Transfer-Encoding: gzip, chunked")
+        + b"a\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r\n0\r\n\r\n",
+        "gzip",
+        id="gzip-chunked",
+    ),
+    pytest.param(
+        head(b"Transfer-Encoding: chunked, another") + b"40\r\n" + b"a" * 64 + b"\r\n",
+        "another",
+        id="chunked-another",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "coding"), CODED)
+async def test_a_transfer_coding_we_cannot_undo_fails_the_file(
+    raw: list[RawReplyServer], tmp_path: Path, reply: bytes, coding: str
+) -> None:
+    """RFC 9112 6.1: never publish gzip or chunk framing as the file's bytes."""
+    server = await serve(raw, reply)
+    dest = tmp_path / "d"
+    args = ("get", server.url("f.bin"), "-d", dest, "--retries", "1")
+    code, _, err = await finish(await start_cli(*args), within=30)
+
+    host = server.base_url.removeprefix("http://")
+    assert code == 1, err
+    assert f"FAILED     f.bin: unsupported transfer coding '{coding}' from {host}" in (
+        err
+    )
+    assert "Traceback" not in err
+    assert len(server.heads) == 1  # the server's framing will not change: no retry
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+async def test_a_header_line_longer_than_8190_bytes_is_read(
+    raw: list[RawReplyServer], tmp_path: Path
+) -> None:
+    body = b"long header, short body\n"
+    long_line = b"X-Long: " + b"x" * 18_000  # curl's test 1205 sends 18 KB
+    reply = head(long_line, b"Content-Length: %d" % len(body)) + body
+    server = await serve(raw, reply)
+    dest = tmp_path / "d"
+    code, _, err = await finish(await start_cli("get", server.url("f.bin"), "-d", dest))
+
+    assert code == 0, err
+    assert file_sha256(dest / "f.bin") == sha256(body)
