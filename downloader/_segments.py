@@ -160,6 +160,17 @@ class SegmentedDownload:
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
+                if not self._workers:
+                    # An extra connection may have handed its range back after
+                    # every other worker left: finish it on the file's own slot.
+                    seg = self._next_segment()
+                    if seg is not None:
+                        self._spawn(self._worker(seg, None, extra=False))
+            missing = [s for s in self.segments if s.saved < s.end]
+            if missing:  # never publish a file with a hole: the retry resumes it
+                gap = min(s.saved for s in missing)
+                msg = f"segments ended with bytes missing from {gap:,}"
+                raise ConnectionLost(msg, url=self.url)
         finally:
             ticker.cancel()
             for task in self._workers:

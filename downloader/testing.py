@@ -52,6 +52,7 @@ class Faults:
     # none. E.g. "bytes -1-{end}/{size}", "bytes 0-{end}/{size}" (overlapping).
     content_range: str | None = None
     rate: float | None = None  # bytes per second, per connection
+    range_rate: float | None = None  # the same for Range requests, if not ``rate``
     no_validators: bool = False  # send neither ETag nor Last-Modified
     no_length: bool = False  # chunked encoding, no Content-Length
     lie_length: int | None = None  # announce this Content-Length on 200 answers
@@ -245,9 +246,12 @@ class FileServer:
             faults.stall_times -= 1
         sent = 0
         began = time.monotonic()
+        rate = faults.rate
+        if faults.range_rate is not None and "Range" in request.headers:
+            rate = faults.range_rate
         # Throttled: about 1/20 s of data per write, paced smoothly like a real
         # rate-limiting server rather than in 64 KiB lumps.
-        step = _WRITE_BLOCK if not faults.rate else max(1024, int(faults.rate / 20))
+        step = _WRITE_BLOCK if not rate else max(1024, int(rate / 20))
         step = min(step, _WRITE_BLOCK)
         while sent < limit:
             if stall and sent >= (faults.stall_after or 0):
@@ -262,8 +266,8 @@ class FileServer:
                 return
             sent += len(block)
             record.sent = sent
-            if faults.rate:
-                ahead = sent / faults.rate - (time.monotonic() - began)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         announced = response.content_length

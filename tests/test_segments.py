@@ -7,20 +7,30 @@ import json
 import signal
 import sys
 import time
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from downloader import Checksum, Downloader, Entry, _segments
-from downloader._policy import ContentRange
+from downloader._budget import ConnectionBudget
+from downloader._policy import CallerHeaders, ContentRange
 from downloader._segments import (
     Segment,
+    SegmentedDownload,
     check_range_answer,
     contiguous_prefix,
     split_point,
 )
-from downloader._storage import FilePaths, ResumeState, save_state, segments_cover
-from downloader._transfer import Answer
+from downloader._storage import (
+    FilePaths,
+    ResumeState,
+    prepare_part,
+    save_state,
+    segments_cover,
+)
+from downloader._transfer import Answer, Stream, open_stream
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import count_flushes, file_sha256, gets, sha256
@@ -471,3 +481,60 @@ async def test_two_processes_on_one_destination_never_interleave(
     code, err = await run_cli(*args)  # a rerun finds everything complete
     assert code == 0, err
     assert "3 skipped" in err
+
+
+async def test_a_range_handed_back_is_finished_after_the_first_connection_left(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """An extra connection yields its slot to a waiting file and hands its range
+    back: someone must still finish it, even when the first connection has
+    already left (nothing was left to split when it finished its own part)."""
+    size = 4 * MB
+    data = make_bytes(size, "handed back")
+    origin.set_file("back.bin", data)
+    # The first connection is faster, so it finishes first and finds the
+    # extra's remaining range too small to split.
+    origin.faults["back.bin"] = Faults(rate=2 * MB, range_rate=MB // 2)
+    url = origin.url("back.bin")
+    paths = FilePaths.of(tmp_path, "back.bin")
+    prepare_part(paths, 0)
+    budget = ConnectionBudget(per_host=2, total=8)
+    segments = [Segment(0, 0, size, 0)]
+    caller = CallerHeaders(url)
+
+    def open_range(start: int, end: int) -> AbstractAsyncContextManager[Stream]:
+        ranged = {"Range": f"bytes={start}-{end}"}
+        return open_stream(session, url, caller, ranged)
+
+    async def on_chunk(n: int) -> None:
+        pass
+
+    async def another_file_waits() -> None:
+        while not (segments[0].pos >= segments[0].end and not segments[0].busy):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        async with budget.slot(url):  # queues: both slots are held
+            await asyncio.sleep(0.1)
+
+    async with aiohttp.ClientSession() as session:
+        waiter = asyncio.create_task(another_file_waits())
+        async with budget.slot(url), session.get(url) as response:
+            download = SegmentedDownload(
+                paths,
+                segments,
+                url=url,
+                size=size,
+                validator=None,
+                split=2,
+                min_size=MB,
+                budget=budget,
+                open_range=open_range,
+                on_chunk=on_chunk,
+                checksum=Checksum("sha256", sha256(data)),
+            )
+            digest = await asyncio.wait_for(download.run(Stream(response)), 30)
+        await asyncio.wait_for(waiter, 30)
+
+    assert len(segments) >= 2, "the case must really split"
+    assert all(s.pos == s.end for s in segments), segments
+    assert file_sha256(paths.part) == sha256(data)
+    assert digest == sha256(data)
