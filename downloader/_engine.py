@@ -116,7 +116,7 @@ class Downloader:
         self.retries = retries
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.headers = {"Accept-Encoding": "identity", **(headers or {})}
+        self.headers = dict(headers or {})  # RAW_BODY is added on every request
         self.overwrite = overwrite
         self.progress: ProgressSink = progress or NullProgress()
         self.raise_on_failure = raise_on_failure
@@ -334,7 +334,7 @@ class Downloader:
                 raise StorageError(msg) from None
             waiting = getattr(self.progress, "file_waiting", None)  # older sinks
             if waiting is not None:
-                waiting(key, entry.path, f"waiting: {exc}")
+                waiting(key, entry.path, exc.waiting)
         pause = LOCK_POLL
         while True:
             await asyncio.sleep(pause)

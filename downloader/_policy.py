@@ -59,7 +59,25 @@ def headers_for(
     """
     if origin_of(url) != origin_of(origin):
         return {}
-    return {**global_headers, **entry_headers}
+    return merge_headers(global_headers, entry_headers)
+
+
+def merge_headers(*layers: Mapping[str, str]) -> dict[str, str]:
+    """Layers of headers, a later one winning; names compared without case.
+
+    A plain dict merge would send both ``Authorization`` and ``authorization``
+    (or a caller's ``range`` beside ours): HTTP names are case-insensitive.
+    """
+    merged: dict[str, str] = {}
+    spelled: dict[str, str] = {}  # lower-case name -> the spelling kept
+    for layer in layers:
+        for name, value in layer.items():
+            old = spelled.get(name.lower())
+            if old is not None:
+                del merged[old]
+            spelled[name.lower()] = name
+            merged[name] = value
+    return merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +101,7 @@ def unsupported_transfer_coding(values: list[str]) -> str | None:
     compressed or chunk-framed bytes as the file.
     """
     codings = [c.strip().lower() for v in values for c in v.split(",")]
-    codings = [c for c in codings if c]
+    codings = [c for c in codings if c and c != "identity"]  # old servers: a no-op
     unknown = [c for c in codings if c != "chunked"]
     if unknown:
         return unknown[0]

@@ -62,9 +62,16 @@ class FilePaths:
 class PartBusy(StorageError):
     """Another live process holds this file's part lock (``holder``: its pid)."""
 
-    def __init__(self, message: str, *, holder: int | None) -> None:
+    def __init__(self, message: str, *, holder: int | None, final: Path) -> None:
         super().__init__(message)
         self.holder = holder
+        self.final = final
+
+    @property
+    def waiting(self) -> str:
+        """The line a run that waits for the holder shows."""
+        who = f" (pid {self.holder})" if self.holder is not None else ""
+        return f"waiting: another downloader process{who} is working on {self.final}"
 
 
 class PartLock:
@@ -110,7 +117,7 @@ class PartLock:
                 f"another downloader process{who} is working on {paths.final} "
                 f"(it holds {self.path.name})"
             )
-            raise PartBusy(msg, holder=holder) from None
+            raise PartBusy(msg, holder=holder, final=paths.final) from None
         return fd
 
     def __enter__(self) -> PartLock:
@@ -288,8 +295,7 @@ def check_room(paths: FilePaths, needed: int, *, reclaimed: int = 0) -> None:
         return
     if needed > free:
         msg = (
-            f"needs {format_bytes(needed)}, only {format_bytes(free)} free "
-            f"on {folder}"
+            f"needs {format_bytes(needed)}, only {format_bytes(free)} free on {folder}"
         )
         raise StorageError(msg)
 

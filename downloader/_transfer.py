@@ -20,6 +20,7 @@ from ._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferE
 from ._policy import (
     CallerHeaders,
     ContentRange,
+    merge_headers,
     parse_complete_length,
     parse_content_range,
     parse_retry_after,
@@ -35,6 +36,9 @@ READ_BUFFER = 256 * 1024  # measured: same speed as 4 MiB, 30 MB less peak RSS
 # (cookies, CSP, presigned Link headers: an 18 KB line in curl's test 1205).
 MAX_HEADER_LINE = 64 * 1024
 _REDIRECTS = {301, 302, 303, 307, 308}
+# On every request, whoever's session it is: byte ranges must be file bytes
+# (CDNs ignore Range when gzip is advertised). A caller's -H may override it.
+RAW_BODY = {"Accept-Encoding": "identity"}
 
 
 def make_session(
@@ -219,7 +223,7 @@ async def open_stream(
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         proxy, auth = env.lookup(current) if env is not None else (None, None)
-        request_headers = {**caller.for_url(current), **(extra or {})}
+        request_headers = merge_headers(RAW_BODY, caller.for_url(current), extra or {})
         if auth is not None and not any(
             k.lower() == "authorization" for k in request_headers
         ):
@@ -257,7 +261,10 @@ async def open_stream(
                 response.headers.getall("Transfer-Encoding", [])
             )
             if coding is not None:
-                host = urlsplit(current).netloc
+                parts = urlsplit(current)
+                host = (
+                    f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+                )
                 msg = f"unsupported transfer coding {coding!r} from {host}"
                 raise TransferError(msg, url=current, retryable=False)
             yield Stream(response)

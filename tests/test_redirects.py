@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from downloader import Checksum, Downloader, Entry
-from downloader._policy import ask_entry_again, headers_for, origin_of
+from downloader._policy import ask_entry_again, headers_for, merge_headers, origin_of
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, gets, sha256
@@ -218,3 +219,51 @@ async def test_a_target_that_expires_mid_run_falls_back_to_the_entry_url(
     assert file_sha256(tmp_path / "data.bin") == sha256(data)
     assert [r.status for r in gets(far, "t1.bin")].count(403) >= 1
     assert all(r.status == 206 for r in gets(far, "t2.bin"))
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        pytest.param([{"A": "1"}, {"B": "2"}], {"A": "1", "B": "2"}, id="disjoint"),
+        pytest.param([{"A": "1"}, {"A": "2"}], {"A": "2"}, id="later-wins"),
+        pytest.param(
+            [{"Authorization": "g"}, {"authorization": "e"}],
+            {"authorization": "e"},
+            id="case-insensitive",
+        ),
+        pytest.param(
+            [{"Accept-Encoding": "identity"}, {"accept-encoding": "gzip"}, {}],
+            {"accept-encoding": "gzip"},
+            id="caller-overrides-ours",
+        ),
+        pytest.param([{"range": "x"}, {"Range": "bytes=5-"}], {"Range": "bytes=5-"}),
+    ],
+)
+def test_merge_headers(layers: list[dict[str, str]], expected: dict[str, str]) -> None:
+    assert merge_headers(*layers) == expected
+
+
+async def test_a_callers_own_session_still_asks_for_raw_bytes_after_a_redirect(
+    origin: FileServer, far: FileServer, tmp_path: Path
+) -> None:
+    """A caller's session advertises gzip by default; we never may (Range + gzip)."""
+    data = make_bytes(3 * MB, "own session")
+    far.set_file("seg.bin", data)
+    far.faults["seg.bin"] = Faults(rate=2 * MB)
+    origin.redirects["away.bin"] = far.url("seg.bin")
+    entry = Entry(origin.url("away.bin"), path="seg.bin")
+    async with (
+        aiohttp.ClientSession() as session,
+        Downloader(
+            tmp_path, session=session, split=4, min_split_size=MB // 2, headers=SECRET
+        ) as dl,
+    ):
+        report = await dl.download([entry])
+
+    assert report.results[0].status == "downloaded", report.results[0].error
+    assert file_sha256(tmp_path / "seg.bin") == sha256(data)
+    at_target = gets(far, "seg.bin")
+    assert len(at_target) >= 2
+    for record in at_target:
+        assert record.headers["Accept-Encoding"] == "identity", record.headers
+        assert "Authorization" not in record.headers
