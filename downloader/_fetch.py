@@ -171,6 +171,8 @@ class FileFetch:
         entry, paths = self.entry, self.paths
         if offset == 0:
             await asyncio.to_thread(_begin, paths, self._asked, stream.answer, total)
+        elif total is not None:  # a resume: room for the rest
+            await asyncio.to_thread(storage.check_room, paths, total - offset)
         hasher = None
         if entry.checksum is not None:
             hasher = entry.checksum.hasher()
@@ -178,8 +180,6 @@ class FileFetch:
                 hasher = await asyncio.to_thread(
                     hash_file, paths.part, entry.checksum, limit=offset
                 )
-        elif total is not None:
-            await asyncio.to_thread(storage.check_room, paths, total - offset)
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
         self.tally.start(offset)
         flusher = storage.BackgroundFlush(paths.part, offset)

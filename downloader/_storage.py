@@ -290,7 +290,7 @@ def check_room(paths: FilePaths, needed: int, *, reclaimed: int = 0) -> None:
     folder = paths.final.parent
     try:
         make_folder(folder)
-        free = shutil.disk_usage(folder).free + reclaimed
+        free = _free_bytes(folder) + reclaimed
     except OSError:  # cannot tell: the writes will say if the disk fills
         return
     if needed > free:
@@ -298,6 +298,15 @@ def check_room(paths: FilePaths, needed: int, *, reclaimed: int = 0) -> None:
             f"needs {format_bytes(needed)}, only {format_bytes(free)} free on {folder}"
         )
         raise StorageError(msg)
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes this process may still write there (root may use ext4's reserve)."""
+    if not hasattr(os, "statvfs"):  # Windows
+        return shutil.disk_usage(folder).free
+    st = os.statvfs(folder)
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize
 
 
 def allocated(path: Path) -> int:

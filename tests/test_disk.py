@@ -10,9 +10,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from downloader import Downloader, Entry
+from downloader import Checksum, Downloader, Entry
+from downloader._storage import FilePaths, ResumeState, save_state
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import count_flushes, file_sha256, gets, sha256
@@ -203,3 +205,27 @@ async def test_a_lying_length_that_fits_never_grows_the_part_past_what_arrived(
     assert any("Range" in r.headers for r in gets(origin, "liar.bin")), "no split"
     assert 0 < largest <= len(data)  # never more than the bytes that arrived
     assert not (dest / "liar.bin").exists()
+
+
+async def test_a_resume_that_cannot_fit_is_refused_up_front_with_a_checksum_too(
+    origin: FileServer, small_disk: Path
+) -> None:
+    data = make_bytes(3_000_000, "resume huge")
+    origin.set_file("huge.bin", data)
+    entry = Entry(origin.url("huge.bin"), checksum=Checksum("sha256", sha256(data)))
+    async with aiohttp.ClientSession() as session, session.head(entry.url) as answer:
+        etag = answer.headers["ETag"]
+    paths = FilePaths.of(small_disk, "huge.bin")
+    paths.part.write_bytes(data[:100_000])  # an earlier run's first bytes
+    save_state(paths.state, ResumeState(entry.url, etag, len(data)))
+    async with Downloader(small_disk, retries=2) as dl:
+        report = await dl.download([entry])
+
+    result = report.results[0]
+    assert result.status == "failed"
+    assert re.fullmatch(
+        rf"needs 2\.8 MiB, only [\d.]+ KiB free on {re.escape(str(small_disk))}",
+        result.error or "",
+    ), result.error
+    assert paths.part.read_bytes() == data[:100_000]  # kept for a later resume
+    assert gets(origin, "huge.bin")[-1].headers["Range"] == "bytes=100000-"
