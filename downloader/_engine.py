@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import stat
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
@@ -237,6 +238,15 @@ class Downloader:
                     await done.put(result)
             except Exception as exc:  # a bug in a worker surfaces instead of hiding
                 failure.append(exc)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the run is stopping
+                # Not our cancel: something inside raised it. Say so, and end
+                # this worker cleanly, or the run would wait for it forever.
+                msg = "a download was cancelled from within"
+                failure.append(RuntimeError(msg))
+                failure[-1].__cause__ = exc
             await done.put(None)  # likewise not on cancel
 
         tasks = [asyncio.create_task(produce(), name="manifest reader")]
@@ -263,7 +273,8 @@ class Downloader:
         began = time.monotonic()
         try:
             paths = FilePaths.under(self.dest, entry.path, self._inside)
-            done = await self._complete(entry, paths, began)
+            found = storage.stat_or_none(paths.final)
+            done = await self._complete(entry, paths, began, found)
             if done is not None:
                 return done
             lock, waited = await self._lock(key, entry, paths)
@@ -272,9 +283,12 @@ class Downloader:
                 entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
             )
         with lock:
-            if waited:  # the other process may have finished it meanwhile
+            # Another process may have finished it meanwhile: after a wait, or
+            # between the look above and the lock (it published, then let go).
+            now = storage.stat_or_none(paths.final) if waited or not found else None
+            if now is not None:
                 try:
-                    done = await self._complete(entry, paths, began)
+                    done = await self._complete(entry, paths, began, now)
                 except (OSError, StorageError) as exc:
                     return Result(
                         entry,
@@ -287,10 +301,13 @@ class Downloader:
             return await self._fetch_with_retries(key, entry, paths, began)
 
     async def _complete(
-        self, entry: Entry, paths: FilePaths, began: float
+        self,
+        entry: Entry,
+        paths: FilePaths,
+        began: float,
+        found: os.stat_result | None,
     ) -> Result | None:
-        """The "skipped" result when the final file is already complete, else None."""
-        found = storage.stat_or_none(paths.final)
+        """The "skipped" result when the final file (``found``) is complete."""
         if found is not None and stat.S_ISDIR(found.st_mode):
             msg = f"{paths.final} is a directory; move it out of the way"
             raise StorageError(msg)
@@ -407,7 +424,7 @@ class Downloader:
                     continue  # straight on to the next mirror
                 if not tally.progressed():  # bytes had before are no progress
                     failures += 1
-                turn += 1
+                    turn += 1  # a mirror may do better; one that moves is kept
             # non-retryable errors left the loop above; these may be tried again
             if not should_retry(
                 retryable=True, failures=failures, retries=self.retries

@@ -113,6 +113,30 @@ async def test_mirror_used_when_url_fails(origin: FileServer, tmp_path: Path) ->
     assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
 
 
+async def test_a_url_that_keeps_making_progress_is_kept_over_its_mirror(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """Switching mirrors after a try that moved would restart from zero where the
+    mirror's validators differ: stay while the URL gets further each time."""
+    data = make_bytes(3_000_000, "mirrored")
+    origin.set_file("a.bin", data)
+    origin.set_file("b.bin", data)
+    origin.faults["a.bin"] = Faults(drop_after=1_000_000, drop_times=2)
+    origin.faults["b.bin"] = Faults(
+        no_validators=True, drop_after=1_000_000, drop_times=100
+    )
+    entry = Entry(origin.url("a.bin"), path="f.bin", mirrors=(origin.url("b.bin"),))
+    async with Downloader(tmp_path, retries=2, retry_wait=0.01, split=1) as dl:
+        report = await dl.download([entry])
+
+    result = report.results[0]
+    assert result.status == "downloaded", result.error
+    assert file_sha256(tmp_path / "f.bin") == sha256(data)
+    assert result.attempts == 3
+    assert gets(origin, "b.bin") == []
+    assert origin.bytes_sent() == len(data)  # every try resumed
+
+
 async def test_redirect_followed_and_credentials_kept_same_host(
     origin: FileServer, tmp_path: Path
 ) -> None:
