@@ -62,6 +62,19 @@ def headers_for(
     return merge_headers(global_headers, entry_headers)
 
 
+def netrc_may_go(url: str, origin: str, *, named: bool) -> bool:
+    """May ``url``'s .netrc credentials go with a request the caller began at
+    ``origin``? At the caller's origin, yes. On a redirect elsewhere, only an
+    entry that names the host (``machine``, not ``default``), and never over
+    http after https.
+    """
+    if origin_of(url) == origin_of(origin):
+        return True
+    if urlsplit(origin).scheme.lower() == "https" != urlsplit(url).scheme.lower():
+        return False
+    return named
+
+
 def merge_headers(*layers: Mapping[str, str]) -> dict[str, str]:
     """Layers of headers, a later one winning; names compared without case.
 

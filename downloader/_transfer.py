@@ -21,6 +21,7 @@ from ._policy import (
     CallerHeaders,
     ContentRange,
     merge_headers,
+    netrc_may_go,
     parse_complete_length,
     parse_content_range,
     parse_retry_after,
@@ -88,10 +89,17 @@ class Environment:
             if scheme in ("http", "https")
         }
         self._netrc = _load_netrc()
-        self._cache: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self._cache: dict[tuple[str, str], tuple[str | None, str | None, bool]] = {}
 
-    def lookup(self, url: str) -> tuple[str | None, str | None]:
-        """(proxy URL, ``Authorization`` value from .netrc) for ``url``'s host."""
+    def lookup(
+        self, url: str, origin: str | None = None
+    ) -> tuple[str | None, str | None]:
+        """(proxy URL, ``Authorization`` value from .netrc) for ``url``'s host.
+
+        ``origin`` is the URL the caller asked for. A redirect hop elsewhere
+        gets only credentials its host is named for (``machine``, never the
+        catch-all ``default``), and none on a step down from https to http.
+        """
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "")
         if key not in self._cache:
@@ -99,16 +107,24 @@ class Environment:
             proxy = self._proxies.get(scheme)
             if proxy and urllib.request.proxy_bypass(host):
                 proxy = None
-            auth = None
+            auth, named = None, False
             if self._netrc is not None:
                 found = self._netrc.authenticators(host)
                 if found and found[2] is not None:
                     pair = f"{found[0] or ''}:{found[2]}".encode()
                     auth = "Basic " + base64.b64encode(pair).decode("ascii")
+                    named = host in self._netrc.hosts
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (proxy, auth)
-        return self._cache[key]
+            self._cache[key] = (proxy, auth, named)
+        proxy, auth, named = self._cache[key]
+        if (
+            auth is not None
+            and origin is not None
+            and not netrc_may_go(url, origin, named=named)
+        ):
+            auth = None
+        return proxy, auth
 
 
 def _load_netrc() -> netrc.netrc | None:
@@ -222,7 +238,7 @@ async def open_stream(
     """
     current = url
     for _ in range(MAX_REDIRECTS + 1):
-        proxy, auth = env.lookup(current) if env is not None else (None, None)
+        proxy, auth = env.lookup(current, url) if env is not None else (None, None)
         request_headers = merge_headers(RAW_BODY, caller.for_url(current), extra or {})
         if auth is not None and not any(
             k.lower() == "authorization" for k in request_headers

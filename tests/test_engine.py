@@ -349,6 +349,27 @@ async def test_proxy_from_environment_is_used(
     assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
 
 
+async def test_netrc_default_entry_never_follows_a_redirect_to_another_host(
+    origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``default`` is for the hosts the caller asked for, not for where they
+    redirect (an attacker's host, perhaps)."""
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("default login dee password dpw\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    origin.redirects["away.bin"] = origin.url("small.bin").replace(
+        "127.0.0.1", "localhost"
+    )
+    async with Downloader(tmp_path / "d") as dl:
+        report = await dl.download([{"url": origin.url("away.bin"), "path": "s.bin"}])
+
+    assert report.ok
+    assert gets(origin, "away.bin")[0].headers["Authorization"].startswith("Basic ")
+    assert "Authorization" not in gets(origin, "small.bin")[0].headers
+    assert file_sha256(tmp_path / "d/s.bin") == sha256(origin.files["small.bin"])
+
+
 async def test_no_proxy_bypasses_the_proxy(
     origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

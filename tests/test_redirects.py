@@ -12,7 +12,13 @@ import aiohttp
 import pytest
 
 from downloader import Checksum, Downloader, Entry
-from downloader._policy import ask_entry_again, headers_for, merge_headers, origin_of
+from downloader._policy import (
+    ask_entry_again,
+    headers_for,
+    merge_headers,
+    netrc_may_go,
+    origin_of,
+)
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, gets, sha256
@@ -55,6 +61,22 @@ def test_origin_of(url: str, expected: tuple[str, str, int]) -> None:
 def test_headers_for(url: str, origin: str, sent: bool) -> None:
     got = headers_for(url, origin, {"Authorization": "g", "X-A": "1"}, {"X-A": "2"})
     assert got == ({"Authorization": "g", "X-A": "2"} if sent else {})
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "named", "may"),
+    [
+        pytest.param("https://a/x", "https://a/y", False, True, id="origin-default"),
+        pytest.param("http://a/x", "http://a/y", True, True, id="origin-machine"),
+        pytest.param("https://b/x", "https://a/y", True, True, id="redirect-machine"),
+        pytest.param("https://b/x", "https://a/y", False, False, id="redir-default"),
+        pytest.param("http://a/x", "https://a/y", True, False, id="downgrade"),
+        pytest.param("http://b/x", "https://a/y", True, False, id="downgrade-away"),
+        pytest.param("https://b/x", "http://a/y", True, True, id="upgrade-machine"),
+    ],
+)
+def test_netrc_may_go(url: str, origin: str, named: bool, may: bool) -> None:
+    assert netrc_may_go(url, origin, named=named) is may
 
 
 @pytest.mark.parametrize(
