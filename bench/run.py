@@ -82,13 +82,23 @@ def one_file(name: str, full: int, quick: int) -> Callable[[Path, str, bool], Da
     return setup
 
 
-def setup_s2(data: Path, base: str, quick: bool) -> Dataset:
-    items, expect = [], {}
-    for i in range(200 if quick else 2000):
-        rel = f"f{i:05d}.bin"
-        expect[rel] = write_random(data / "s2" / rel, 32 * 1024, seed=i)
-        items.append(Item(f"/s2/{rel}", rel))
-    return Dataset(items, expect, len(items), f"{len(items):,}")
+def small_files(
+    name: str, full: int, quick: int
+) -> Callable[[Path, str, bool], Dataset]:
+    """``full`` (``quick``) distinct files of 32 KiB, one URL each."""
+
+    def setup(data: Path, base: str, is_quick: bool) -> Dataset:
+        items, expect = [], {}
+        for i in range(quick if is_quick else full):
+            rel = f"f{i:05d}.bin"
+            expect[rel] = write_random(data / name / rel, 32 * 1024, seed=i)
+            items.append(Item(f"/{name}/{rel}", rel))
+        return Dataset(items, expect, len(items), f"{len(items):,}")
+
+    return setup
+
+
+setup_s2 = small_files("s2", 2000, 200)
 
 
 def many_entries(data: Path, base: str, n: int, name: str, check: bool) -> Dataset:
@@ -139,6 +149,20 @@ SCENARIOS: list[Scenario] = [
         "files/s",
         setup_s2,
         (256 * MiB, 32 * MiB),
+    ),
+    Scenario(
+        "S1L",
+        "one {size} file, plain port: steady state apart from start-up",
+        "MiB/s",
+        one_file("s1l", 4 << 30, 256 * MiB),
+        (8 << 30, 512 * MiB),
+    ),
+    Scenario(
+        "S2L",
+        "{size} files x 32 KiB, plain port, 16 at a time: steady state",
+        "files/s",
+        small_files("s2l", 20_000, 2_000),
+        (2 << 30, 256 * MiB),
     ),
     Scenario(
         "S3",

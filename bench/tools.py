@@ -336,7 +336,10 @@ def ours_list(job: Job, *more: str) -> Cmd:
         lines = "".join(f"{u} {r}\n" for u, r in job.urls())
         manifest = job.write("manifest.txt", lines)
     argv = [*job.env.ours, "get", "-i", str(manifest), "-d", str(job.out), "-q"]
-    return Cmd([*argv, *job.env.ours_flags(("-j", "--jobs", str(CONNS))), *more])
+    flags = job.env.ours_flags(
+        ("-j", "--jobs", str(CONNS)), ("--per-host", "--per-host", str(CONNS))
+    )
+    return Cmd([*argv, *flags, *more])
 
 
 def ours_plan(job: Job, *more: str) -> Cmd:
@@ -374,7 +377,9 @@ TOOLS: list[Tool] = [
         lambda env: env.find_ours(),
         {
             "S1": lambda j: ours_url(j),
+            "S1L": lambda j: ours_url(j),
             "S2": ours_list,
+            "S2L": ours_list,
             "S3": lambda j: ours_url(j, *SPLIT16),
             "S3L": lambda j: ours_url(j, *SPLIT16),
             "S4": ours_plan,
@@ -387,7 +392,14 @@ TOOLS: list[Tool] = [
     Tool(
         "curl",
         lambda env: env.apt("curl", "curl"),
-        {"S1": curl_one, "S2": curl_many, "S3": curl_one, "S3L": curl_one},
+        {
+            "S1": curl_one,
+            "S1L": curl_one,
+            "S2": curl_many,
+            "S2L": curl_many,
+            "S3": curl_one,
+            "S3L": curl_one,
+        },
         version=lambda env: ["curl", "--version"],
     ),
     Tool(
@@ -395,7 +407,9 @@ TOOLS: list[Tool] = [
         lambda env: env.apt("wget2", "wget2"),
         {
             "S1": wget2_one,
+            "S1L": wget2_one,
             "S2": wget2_many,
+            "S2L": wget2_many,
             "S3": lambda j: wget2_one(j, threads=CONNS),
             "S3L": lambda j: wget2_one(j, threads=CONNS),
         },
@@ -406,7 +420,9 @@ TOOLS: list[Tool] = [
         lambda env: env.apt("aria2c", "aria2"),
         {
             "S1": lambda j: aria2_one(j, 1),
+            "S1L": lambda j: aria2_one(j, 1),
             "S2": aria2_many,
+            "S2L": aria2_many,
             "S3": lambda j: aria2_one(j, CONNS),
             "S3L": lambda j: aria2_one(j, CONNS),
         },
@@ -453,7 +469,7 @@ TOOLS: list[Tool] = [
     Tool(
         "ref-curl-null",
         lambda env: env.apt("curl", "curl"),
-        {"S1": curl_null, "S2": curl_null},
+        {"S1": curl_null, "S1L": curl_null, "S2": curl_null, "S2L": curl_null},
         kind="ref",
     ),
     Tool(
