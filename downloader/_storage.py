@@ -134,8 +134,8 @@ def _write_pid(fd: int) -> None:
     if fcntl is None:  # no locks on this system, so nobody waits to read it
         return
     with contextlib.suppress(OSError):  # only a courtesy to whoever waits
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+        # Fixed width, so it always covers an older holder's pid: no truncate.
+        os.pwrite(fd, b"%10d\n" % os.getpid(), 0)
 
 
 def _read_pid(fd: int) -> int | None:
