@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from downloader._storage import FilePaths, ResumeState, save_state
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, gets, sha256
+from .test_cli import run_cli, start_cli
 
 MB = 1_000_000
 NAME = "seg.bin"
 SIZE = 6 * MB
 SPLIT = ("-s", "4", "--min-split-size", "1M")
-RUN_TIMEOUT = 30.0
 
 # --- the rule, as a table -------------------------------------------------------
 
@@ -100,42 +99,6 @@ def test_split_part_verdict_agrees_with_get(
 
 
 # --- real downloads through the command line -------------------------------------
-
-
-def _child_env() -> dict[str, str]:
-    """The user's environment, minus proxies that would intercept 127.0.0.1."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["NO_PROXY"] = env["no_proxy"] = "*"
-    return env
-
-
-ENV = _child_env()
-
-
-async def start_cli(*args: Any) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "downloader",
-        *map(str, args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
-    )
-
-
-async def run_cli(*args: Any) -> tuple[int, str, str]:
-    """``python -m downloader ARGS`` -> (exit code, stdout, stderr)."""
-    proc = await start_cli(*args)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        pytest.fail(f"the CLI did not finish within {RUN_TIMEOUT}s")
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def read_segments(state: Path) -> list[tuple[int, int, int]] | None:
