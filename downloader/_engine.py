@@ -279,9 +279,7 @@ class Downloader:
                 return done
             lock, waited = await self._lock(key, entry, paths)
         except (OSError, StorageError) as exc:
-            return Result(
-                entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc)
-            )
+            return _failed(entry, began, exc)
         with lock:
             # Another process may have finished it meanwhile: after a wait, or
             # between the look above and the lock (it published, then let go).
@@ -290,12 +288,7 @@ class Downloader:
                 try:
                     done = await self._complete(entry, paths, began, now)
                 except (OSError, StorageError) as exc:
-                    return Result(
-                        entry,
-                        "failed",
-                        elapsed_s=time.monotonic() - began,
-                        error=str(exc),
-                    )
+                    return _failed(entry, began, exc)
                 if done is not None:
                     return done
             return await self._fetch_with_retries(key, entry, paths, began)
@@ -441,3 +434,8 @@ class Downloader:
             attempts=attempts,
             error=str(error),
         )
+
+
+def _failed(entry: Entry, began: float, exc: BaseException) -> Result:
+    """A file that failed on the disk side before any try was made."""
+    return Result(entry, "failed", elapsed_s=time.monotonic() - began, error=str(exc))
