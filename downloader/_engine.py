@@ -14,6 +14,7 @@ from types import TracebackType
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
+from ._commit import GroupSync
 from ._exceptions import (
     DownloadError,
     DownloadFailed,
@@ -130,6 +131,7 @@ class Downloader:
         self._inside = InsideCheck(self.dest)
         self._budget = ConnectionBudget(per_host=per_host, total=max_connections)
         self._env: Environment | None = None
+        self._syncs = GroupSync()
 
     async def __aenter__(self) -> Downloader:
         self._env = Environment()
@@ -365,6 +367,7 @@ class Downloader:
             limiter=self._limiter,
             split=self.split,
             min_split_size=self.min_split_size,
+            syncs=self._syncs,
         )
 
     async def _fetch_with_retries(

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
+from ._commit import GroupSync, publish_small
 from ._exceptions import (
     ConnectionLost,
     HTTPStatusError,
@@ -36,7 +36,7 @@ from ._segments import Segment, SegmentedDownload
 from ._storage import FilePaths, ResumeState
 from ._transfer import Answer, Environment, Session, Stream, open_stream
 
-SMALL_FILE = 1024 * 1024  # bodies up to this size take one thread hop, no state
+SMALL_FILE = 1024 * 1024  # bodies up to this size are held, then written at once
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class RunContext:
     limiter: RateLimiter | None
     split: int
     min_split_size: int
+    syncs: GroupSync
 
 
 @dataclass
@@ -292,7 +293,7 @@ class FileFetch:
     async def _small(
         self, stream: Stream, total: int, *, had_part: bool
     ) -> tuple[int, str | None]:
-        """A small body: gather it, then hash, write, fsync and rename in one hop.
+        """A small body: gather it, then hash, write, sync (in a group) and rename.
 
         If the body breaks off, what arrived is kept as an ordinary part file with
         its state, so the next try resumes like any other file.
@@ -320,11 +321,8 @@ class FileFetch:
         early = integrity_error(entry, size, None, url)  # size, before any write
         if early is not None:
             raise early
-        digest = await asyncio.to_thread(
-            partial(storage.publish_whole, had_part=had_part),
-            self.paths,
-            chunks,
-            entry.checksum,
+        digest = await publish_small(
+            self.paths, chunks, entry.checksum, self.ctx.syncs, had_part=had_part
         )
         error = integrity_error(entry, size, digest, url)
         if error is not None:

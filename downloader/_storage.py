@@ -367,7 +367,7 @@ def write_at(path: Path, chunks: list[bytes], offset: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY)
         try:
-            _pwrite_all(fd, chunks, offset)
+            write_all(fd, chunks, offset)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -384,42 +384,6 @@ def make_folder(folder: Path) -> None:
         if len(_made_folders) > 100_000:
             _made_folders.clear()
         _made_folders.add(folder)
-
-
-def publish_whole(
-    paths: FilePaths,
-    chunks: list[bytes],
-    checksum: Checksum | None,
-    *,
-    had_part: bool = True,
-) -> str | None:
-    """A small file in one go: hash, and only if it matches write, fsync, rename.
-
-    One thread hop instead of five, and no state file: an interrupted small file
-    is simply fetched again. Returns the hex digest (None without a checksum);
-    a digest that does not match ``checksum`` is returned without writing.
-    """
-    digest = None
-    if checksum is not None:
-        hasher = checksum.hasher()
-        for chunk in chunks:
-            hasher.update(chunk)
-        digest = hasher.hexdigest()
-        if digest != checksum.hexdigest:
-            return digest
-    try:
-        make_folder(paths.final.parent)
-        fd = os.open(paths.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _pwrite_all(fd, chunks, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        msg = f"cannot write {paths.part}: {exc.strerror}"
-        raise StorageError(msg) from exc
-    publish_renamed(paths, had_state=had_part)
-    return digest
 
 
 def publish_renamed(paths: FilePaths, *, had_state: bool = True) -> None:
@@ -592,7 +556,7 @@ class PartWriter:
     def _write_batch(self, batch: list[bytes], offset: int) -> None:
         """Runs in a worker thread: write the batch at ``offset``, then hash it."""
         try:
-            _pwrite_all(self._fd, batch, offset)
+            write_all(self._fd, batch, offset)
         except OSError as exc:
             msg = f"cannot write {self.path}: {exc.strerror}"
             raise StorageError(msg) from exc
@@ -602,7 +566,7 @@ class PartWriter:
                 self._hasher.update(chunk)
 
 
-def _pwrite_all(fd: int, batch: list[bytes], offset: int) -> None:
+def write_all(fd: int, batch: list[bytes], offset: int) -> None:
     """Write every byte of ``batch`` at ``offset``, however the OS splits it."""
     if not hasattr(os, "pwritev"):  # Windows: one joined write
         os.lseek(fd, offset, os.SEEK_SET)
