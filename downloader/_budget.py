@@ -10,12 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or ''}"
+from ._policy import host_key
 
 
 class ConnectionBudget:
@@ -28,16 +24,17 @@ class ConnectionBudget:
         self._queued: dict[str, int] = {}  # files waiting for a slot, per host
         self._queued_total = 0  # files waiting for any slot
 
-    def _host(self, url: str) -> asyncio.Semaphore:
-        key = host_of(url)
-        if key not in self._hosts:
-            self._hosts[key] = asyncio.Semaphore(self.per_host)
-        return self._hosts[key]
+    def _host(self, key: str) -> asyncio.Semaphore:
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = asyncio.Semaphore(self.per_host)
+        return host
 
     @contextlib.asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
         """Wait for a connection slot to ``url``'s host (first come, first served)."""
-        host, key = self._host(url), host_of(url)
+        key = host_key(url)
+        host = self._host(key)
         self._queued[key] = self._queued.get(key, 0) + 1
         try:
             await host.acquire()
@@ -58,11 +55,11 @@ class ConnectionBudget:
 
     def wanted(self, url: str) -> bool:
         """Is a file queued for a slot to this host (so extra segments should yield)?"""
-        return self._queued.get(host_of(url), 0) > 0 or self._queued_total > 0
+        return self._queued.get(host_key(url), 0) > 0 or self._queued_total > 0
 
     async def try_slot(self, url: str) -> bool:
         """Take a slot only if one is idle and no file is waiting; ``release`` it."""
-        host = self._host(url)
+        host = self._host(host_key(url))
         if host.locked() or self._total.locked():
             return False
         # Not locked means a slot is free and nobody queues for it, so these
@@ -72,5 +69,5 @@ class ConnectionBudget:
         return True
 
     def release(self, url: str) -> None:
-        self._host(url).release()
+        self._host(host_key(url)).release()
         self._total.release()

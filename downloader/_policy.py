@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Mapping
@@ -32,15 +33,40 @@ _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+_SCHEME_AND_NETLOC = re.compile(r"[^:/?#]*://[^/?#]*")
+
+
 def origin_of(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in."""
+    scheme, host, port = url_parts(url)
+    return scheme, host, port or _DEFAULT_PORTS.get(scheme)
+
+
+def host_key(url: str) -> str:
+    """The host and port as written (``host:`` without one): one budget each."""
+    _, host, port = url_parts(url)
+    return f"{host}:{port or ''}"
+
+
+def url_parts(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port as written) of ``url``; port -1 when not a number.
+
+    Asked several times per request (limits, caller headers, proxies), so
+    the answer is kept per ``scheme://netloc``: the rest of the URL cannot
+    change it, and a bulk run has few of them.
+    """
+    found = _SCHEME_AND_NETLOC.match(url)
+    return _parts_of(found.group() if found is not None else url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parts_of(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
     try:
         port = parts.port
     except ValueError:  # a port that is not a number: no origin matches it
         port = -1
-    return scheme, parts.hostname or "", port or _DEFAULT_PORTS.get(scheme)
+    return parts.scheme.lower(), parts.hostname or "", port
 
 
 def headers_for(
@@ -70,7 +96,7 @@ def netrc_may_go(url: str, origin: str, *, named: bool) -> bool:
     """
     if origin_of(url) == origin_of(origin):
         return True
-    if urlsplit(origin).scheme.lower() == "https" != urlsplit(url).scheme.lower():
+    if url_parts(origin)[0] == "https" != url_parts(url)[0]:
         return False
     return named
 

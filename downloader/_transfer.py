@@ -26,6 +26,7 @@ from ._policy import (
     parse_content_range,
     parse_retry_after,
     unsupported_transfer_coding,
+    url_parts,
 )
 from ._version import USER_AGENT
 
@@ -100,8 +101,8 @@ class Environment:
         gets only credentials its host is named for (``machine``, never the
         catch-all ``default``), and none on a step down from https to http.
         """
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "")
+        scheme, hostname, _ = url_parts(url)
+        key = (scheme, hostname)
         if key not in self._cache:
             scheme, host = key
             proxy = self._proxies.get(scheme)

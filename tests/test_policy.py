@@ -6,6 +6,7 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +19,8 @@ from downloader._policy import (
     backoff_delay,
     can_resume,
     expected_total,
+    host_key,
+    origin_of,
     parse_complete_length,
     parse_content_range,
     parse_retry_after,
@@ -26,6 +29,7 @@ from downloader._policy import (
     resume_offset,
     should_retry,
     unsatisfiable_resume,
+    url_parts,
 )
 from downloader._ratelimit import RateLimiter
 
@@ -500,3 +504,50 @@ async def test_rate_limiter_burst_within_bucket_is_immediate() -> None:
     for _ in range(6):
         await limiter.acquire(10_000)  # 60 kB < 64 KiB bucket
     assert loop.time() - start < 0.5
+
+
+# --- url_parts, origin_of, host_key -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h.test/f.bin",
+        "HTTP://H.Test:8080/a/b?q=1#frag",
+        "https://user:pw@h.test:8443/x",
+        "http://[::1]:8080/f",
+        "http://h.test?x=1",
+        "http://h.test#frag",
+        "http://h.test:notaport/f",
+        "http://h.test:/f",
+        " http://h.test/f",
+        "http://h.te\tst/f",
+        "ftp://h.test/f",
+        "no scheme at all",
+        "",
+    ],
+)
+def test_url_parts_agree_with_urlsplit(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    assert url_parts(url) == (parts.scheme.lower(), parts.hostname or "", port)
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "key"),
+    [
+        ("http://h.test/f", ("http", "h.test", 80), "h.test:"),
+        ("https://h.test/f", ("https", "h.test", 443), "h.test:"),
+        ("http://h.test:80/f", ("http", "h.test", 80), "h.test:80"),
+        ("http://H.test:8080/f", ("http", "h.test", 8080), "h.test:8080"),
+        ("ftp://h.test/f", ("ftp", "h.test", None), "h.test:"),
+    ],
+)
+def test_origin_and_host_key(
+    url: str, origin: tuple[str, str, int | None], key: str
+) -> None:
+    assert origin_of(url) == origin
+    assert host_key(url) == key
