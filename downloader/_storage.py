@@ -24,22 +24,43 @@ from ._progress import format_bytes
 STATE_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
 class FilePaths:
-    """Where one entry's bytes live: the final name and what lives beside it."""
+    """Where one entry's bytes live: the final name and what lives beside it.
 
-    final: Path
-    part: Path
-    state: Path
+    ``part`` and ``state`` are made on first use: a file found complete, or
+    published from memory, never needs its state's name (each name costs a
+    ``Path`` to build, and a bulk run builds millions).
+    """
+
+    __slots__ = ("_part", "_state", "_text", "final")
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        # The longest name beside a file, FINAL.part.state.tmp, is what
+        # _portable.SIDECAR reserves room for: a longer one must update it.
+        self._text = os.fspath(final)  # concatenation: much cheaper than with_name
+        self._part: Path | None = None
+        self._state: Path | None = None
+
+    @property
+    def part(self) -> Path:
+        if self._part is None:
+            self._part = Path(self._text + ".part")
+        return self._part
+
+    @property
+    def state(self) -> Path:
+        if self._state is None:
+            self._state = Path(self._text + ".part.state")
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"FilePaths({self.final!r})"
 
     @classmethod
     def of(cls, dest: Path, relative: str) -> FilePaths:
         """The paths for ``relative`` under ``dest`` (no checks, no system calls)."""
-        final = dest / relative
-        text = os.fspath(final)  # string concatenation: much cheaper than with_name
-        # The longest name beside a file, FINAL.part.state.tmp, is what
-        # _portable.SIDECAR reserves room for: a longer one must update it.
-        return cls(final, Path(text + ".part"), Path(text + ".part.state"))
+        return cls(dest / relative)
 
     @classmethod
     def under(
@@ -88,13 +109,12 @@ class PartLock:
         self._fd = -1
         for _ in range(3):  # a holder may unlink the file between open and flock
             fd = self._open_and_lock(paths)
-            try:
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    self._fd = fd
-                    _write_pid(fd)
-                    return
-            except FileNotFoundError:
-                pass
+            # Still linked: it is the file at our path (nobody renames a lock
+            # file). Unlinked: its holder let go between our open and flock.
+            if os.fstat(fd).st_nlink > 0:
+                self._fd = fd
+                _write_pid(fd)
+                return
             os.close(fd)
         msg = f"cannot lock {self.path}: it keeps being replaced"
         raise StorageError(msg)
@@ -130,12 +150,23 @@ class PartLock:
         os.close(self._fd)
 
 
+_pid_line = [b"%10d\n" % os.getpid()]  # this process's, written into each lock
+
+
+def _new_pid_line() -> None:
+    _pid_line[0] = b"%10d\n" % os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_pid_line)
+
+
 def _write_pid(fd: int) -> None:
     if fcntl is None:  # no locks on this system, so nobody waits to read it
         return
     with contextlib.suppress(OSError):  # only a courtesy to whoever waits
         # Fixed width, so it always covers an older holder's pid: no truncate.
-        os.pwrite(fd, b"%10d\n" % os.getpid(), 0)
+        os.pwrite(fd, _pid_line[0], 0)
 
 
 def _read_pid(fd: int) -> int | None:

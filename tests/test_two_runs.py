@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from downloader._storage import FilePaths, PartBusy, PartLock
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, gets, sha256
@@ -143,3 +145,29 @@ async def test_a_waiting_run_stops_at_once_on_a_signal(
     assert "Traceback" not in err
     first.send_signal(signal.SIGKILL)
     await first.wait()
+
+
+def test_a_forked_process_writes_its_own_pid_into_its_locks(tmp_path: Path) -> None:
+    """The pid line is made once per process: a fork must not write its parent's."""
+    paths = FilePaths.of(tmp_path, "f.bin")
+    ready, go = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            with PartLock(paths):
+                os.write(go, b"x")
+                time.sleep(5)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"x"
+        lock_file = Path(os.fspath(paths.part) + ".lock")
+        assert int(lock_file.read_text()) == child
+        with pytest.raises(PartBusy) as busy:
+            PartLock(paths)
+        assert busy.value.holder == child
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(ready)
+        os.close(go)
