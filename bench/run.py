@@ -255,7 +255,9 @@ class Nginx:
             "  log_format timing '$msec $request_time $status $bytes_sent';\n"
             "  types { }\n  default_type application/octet-stream;\n"
             f"{temps}"
-            + server.format(self.plain, self.root, "")
+            + server.format(
+                self.plain, self.root, f"access_log {self.timing_log} timing; "
+            )
             + server.format(
                 self.throttled,
                 self.root,
@@ -301,6 +303,8 @@ class Run:
     rss_mib: float
     error: str | None = None
     transfer: float | None = None  # throttled port: first request in to last out
+    first_request: float | None = None  # seconds from process start to nginx's 1st
+    started: float = 0.0  # epoch seconds when the process was started
 
 
 def request_spans(log: Path) -> list[tuple[float, float]]:
@@ -310,6 +314,14 @@ def request_spans(log: Path) -> list[tuple[float, float]]:
         end, took, *_ = line.split()
         spans.append((float(end) - float(took), float(end)))
     return spans
+
+
+def first_request_after(log: Path, started: float) -> float | None:
+    """Seconds from the tool's start to the first request nginx received."""
+    spans = request_spans(log)
+    if not spans:
+        return None
+    return max(0.0, min(s for s, _ in spans) - started)
 
 
 def transfer_seconds(log: Path) -> float | None:
@@ -372,6 +384,7 @@ def measure(cmd: Cmd, log: Path, timeout: float, timer_bin: str | None) -> Run:
     with log.open("wb") as f:
         out = subprocess.DEVNULL if cmd.stdout_null else f
         t0 = time.perf_counter()
+        started = time.time()  # nginx logs epoch seconds
         p = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -394,7 +407,7 @@ def measure(cmd: Cmd, log: Path, timeout: float, timer_bin: str | None) -> Run:
     if timer_bin:
         with contextlib.suppress(OSError, ValueError, IndexError):
             rss_kib = int(rss_file.read_text().split()[-1])
-    run = Run(wall, ru.ru_utime + ru.ru_stime, rss_kib / 1024)
+    run = Run(wall, ru.ru_utime + ru.ru_stime, rss_kib / 1024, started=started)
     if p.returncode:
         why = "timed out" if wall >= timeout else f"exit {p.returncode}"
         tail = " ".join(log.read_text(errors="replace").split())[-300:]
@@ -445,6 +458,8 @@ def run_scenario(
             run = measure(row.cmd, out.parent / "run.log", args.timeout, args.time)
             if run.error is None and row.cmd.verify:
                 run.error = verify(out, ds.expect)
+            if run.error is None:
+                run.first_request = first_request_after(timing_log, run.started)
             if sc.throttled:
                 run.transfer = transfer_seconds(timing_log)
             row.runs.append(run)
@@ -463,11 +478,14 @@ def fmt(x: float) -> str:
 def table(
     sc: Scenario, rows: list[Row], ds: Dataset, placeholders: dict[str, str]
 ) -> str:
-    head = f"| tool | median wall s | {sc.unit} | CPU s | peak RSS MiB | ours ÷ tool |"
-    rule = "|---" * 6 + "|"
+    head = (
+        f"| tool | median wall s | {sc.unit} | CPU s | peak RSS MiB | ours ÷ tool "
+        "| 1st request s |"
+    )
+    rule = "|---" * 7 + "|"
     if sc.throttled:  # nginx's timing log splits the wall time in two
         head += f" {sc.unit} from 1st request | ours ÷ tool | wall - transfer s |"
-        rule = "|---" * 9 + "|"
+        rule = "|---" * 10 + "|"
     title = sc.title.format(size=ds.size)
     lines = [f"### {sc.name}: {title}", "", head, rule]
     rate: dict[str, float] = {}
@@ -499,7 +517,10 @@ def table(
         cpu = statistics.median(r.cpu for r in ok)
         rss = max(r.rss_mib for r in ok)
         ratio = f"{ours / rate[name]:.2f}" if ours and name != "ours" else ""
+        firsts = [r.first_request for r in ok if r.first_request is not None]
+        first = f"{statistics.median(firsts):.3f}" if firsts else ""
         cells = [n, f"{wall:.2f}", fmt(rate[name]), f"{cpu:.2f}", f"{rss:.0f}", ratio]
+        cells.append(first)
         if sc.throttled:
             p = phase.get(name)
             cells += [
@@ -513,7 +534,7 @@ def table(
             notes.append(f"- {name}: a run failed: {bad.error}")
     if sc.ceiling:
         label, value = sc.ceiling
-        cells = [f"ref: {label}", "", fmt(value), "", "", ""]
+        cells = [f"ref: {label}", "", fmt(value), "", "", "", ""]
         cells[5] = f"{ours / value:.2f}" if ours else ""
         if sc.throttled:
             cells += ["", f"{ours_phase / value:.2f}" if ours_phase else "", ""]
