@@ -8,8 +8,6 @@ segment only starts when a slot is free and nobody is waiting for one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from ._policy import host_key
 
@@ -30,28 +28,13 @@ class ConnectionBudget:
             host = self._hosts[key] = asyncio.Semaphore(self.per_host)
         return host
 
-    @contextlib.asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        """Wait for a connection slot to ``url``'s host (first come, first served)."""
-        key = host_key(url)
-        host = self._host(key)
-        self._queued[key] = self._queued.get(key, 0) + 1
-        try:
-            await host.acquire()
-        finally:
-            self._queued[key] -= 1
-        try:
-            self._queued_total += 1
-            try:
-                await self._total.acquire()
-            finally:
-                self._queued_total -= 1
-            try:
-                yield
-            finally:
-                self._total.release()
-        finally:
-            host.release()
+    def slot(self, url: str) -> _Slot:
+        """Wait for a connection slot to ``url``'s host (first come, first served).
+
+        ``async with budget.slot(url):``; a class rather than an
+        ``asynccontextmanager``, since every file enters one.
+        """
+        return _Slot(self, host_key(url))
 
     def wanted(self, url: str) -> bool:
         """Is a file queued for a slot to this host (so extra segments should yield)?"""
@@ -71,3 +54,34 @@ class ConnectionBudget:
     def release(self, url: str) -> None:
         self._host(host_key(url)).release()
         self._total.release()
+
+
+class _Slot:
+    """One held connection slot: the host's, then one of the total."""
+
+    __slots__ = ("_budget", "_host", "_key")
+
+    def __init__(self, budget: ConnectionBudget, key: str) -> None:
+        self._budget = budget
+        self._key = key
+        self._host = budget._host(key)
+
+    async def __aenter__(self) -> None:
+        budget, key, host = self._budget, self._key, self._host
+        budget._queued[key] = budget._queued.get(key, 0) + 1
+        try:
+            await host.acquire()
+        finally:
+            budget._queued[key] -= 1
+        budget._queued_total += 1
+        try:
+            await budget._total.acquire()
+        except BaseException:
+            host.release()
+            raise
+        finally:
+            budget._queued_total -= 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._budget._total.release()
+        self._host.release()

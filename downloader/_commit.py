@@ -138,8 +138,8 @@ async def publish_small(
     if checksum is not None and digest != checksum.hexdigest:
         return digest
     try:
-        make_folder(paths.final.parent)
-        fd = os.open(paths.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        make_folder(paths.folder_name)
+        fd = os.open(paths.part_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             write_all(fd, chunks, 0)
         except BaseException:

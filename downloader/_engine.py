@@ -275,7 +275,7 @@ class Downloader:
         began = time.monotonic()
         try:
             paths = FilePaths.under(self.dest, entry.path, self._inside)
-            found = storage.stat_or_none(paths.final)
+            found = storage.stat_or_none(paths.final_name)
             done = await self._complete(entry, paths, began, found)
             if done is not None:
                 return done
@@ -285,7 +285,9 @@ class Downloader:
         with lock:
             # Another process may have finished it meanwhile: after a wait, or
             # between the look above and the lock (it published, then let go).
-            now = storage.stat_or_none(paths.final) if waited or not found else None
+            now = (
+                storage.stat_or_none(paths.final_name) if waited or not found else None
+            )
             if now is not None:
                 try:
                     done = await self._complete(entry, paths, began, now)

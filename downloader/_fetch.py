@@ -104,7 +104,7 @@ class FileFetch:
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         entry, paths = self.entry, self.paths
-        on_disk = storage.part_size(paths.part)  # -1: no part, so no state either
+        on_disk = storage.part_size(paths.part_name)  # -1: no part, so no state either
         have = max(on_disk, 0)
         state = storage.load_state(paths.state) if have else None
         if have and not can_resume(

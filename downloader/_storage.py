@@ -28,40 +28,52 @@ STATE_VERSION = 2
 class FilePaths:
     """Where one entry's bytes live: the final name and what lives beside it.
 
-    ``part`` and ``state`` are made on first use: a file found complete, or
-    published from memory, never needs its state's name (each name costs a
-    ``Path`` to build, and a bulk run builds millions).
+    The hot path uses the names as strings (``final_name``, ``part_name``);
+    the ``Path`` objects are made on first use: a bulk run would otherwise
+    build three per file, about as costly as the file's own system calls.
     """
 
-    __slots__ = ("_part", "_state", "_text", "final")
+    __slots__ = ("_final", "_part", "_state", "final_name", "part_name")
 
-    def __init__(self, final: Path) -> None:
-        self.final = final
+    def __init__(self, final: Path | str) -> None:
         # The longest name beside a file, FINAL.part.state.tmp, is what
         # _portable.SIDECAR reserves room for: a longer one must update it.
-        self._text = os.fspath(final)  # concatenation: much cheaper than with_name
+        self.final_name = os.fspath(final)
+        self.part_name = self.final_name + ".part"
+        self._final = final if isinstance(final, Path) else None
         self._part: Path | None = None
         self._state: Path | None = None
 
     @property
+    def final(self) -> Path:
+        if self._final is None:
+            self._final = Path(self.final_name)
+        return self._final
+
+    @property
     def part(self) -> Path:
         if self._part is None:
-            self._part = Path(self._text + ".part")
+            self._part = Path(self.part_name)
         return self._part
 
     @property
     def state(self) -> Path:
         if self._state is None:
-            self._state = Path(self._text + ".part.state")
+            self._state = Path(self.final_name + ".part.state")
         return self._state
 
+    @property
+    def folder_name(self) -> str:
+        return os.path.dirname(self.final_name) or "."
+
     def __repr__(self) -> str:
-        return f"FilePaths({self.final!r})"
+        return f"FilePaths({self.final_name!r})"
 
     @classmethod
     def of(cls, dest: Path, relative: str) -> FilePaths:
-        """The paths for ``relative`` under ``dest`` (no checks, no system calls)."""
-        return cls(dest / relative)
+        """The paths for ``relative`` (normalised) under ``dest``; no system calls."""
+        base = os.fspath(dest)
+        return cls(relative if base == "." else os.path.join(base, relative))
 
     @classmethod
     def under(
@@ -106,7 +118,7 @@ class PartLock:
     """
 
     def __init__(self, paths: FilePaths) -> None:
-        self.path = Path(os.fspath(paths.part) + ".lock")
+        self.name = paths.part_name + ".lock"
         self._fd = -1
         for _ in range(3):  # a holder may unlink the file between open and flock
             fd = self._open_and_lock(paths)
@@ -117,15 +129,15 @@ class PartLock:
                 _write_pid(fd)
                 return
             os.close(fd)
-        msg = f"cannot lock {self.path}: it keeps being replaced"
+        msg = f"cannot lock {self.name}: it keeps being replaced"
         raise StorageError(msg)
 
     def _open_and_lock(self, paths: FilePaths) -> int:
         try:
-            make_folder(paths.final.parent)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            make_folder(paths.folder_name)
+            fd = os.open(self.name, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            msg = f"cannot create {self.path}: {exc.strerror}"
+            msg = f"cannot create {self.name}: {exc.strerror}"
             raise StorageError(msg) from exc
         try:
             if fcntl is not None:
@@ -136,7 +148,7 @@ class PartLock:
             who = f" (pid {holder})" if holder is not None else ""
             msg = (
                 f"another downloader process{who} is working on {paths.final} "
-                f"(it holds {self.path.name})"
+                f"(it holds {os.path.basename(self.name)})"
             )
             raise PartBusy(msg, holder=holder, final=paths.final) from None
         return fd
@@ -147,7 +159,7 @@ class PartLock:
     def __exit__(self, *exc_info: object) -> None:
         """Unlink while still holding the lock, so nobody locks a file in limbo."""
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            os.unlink(self.name)
         os.close(self._fd)
 
 
@@ -258,14 +270,14 @@ def save_state(path: Path, state: ResumeState) -> None:
     os.replace(tmp, path)
 
 
-def stat_or_none(path: Path) -> os.stat_result | None:
+def stat_or_none(path: Path | str) -> os.stat_result | None:
     try:
         return os.stat(path)
     except FileNotFoundError:
         return None
 
 
-def part_size(path: Path) -> int:
+def part_size(path: Path | str) -> int:
     """Bytes in the part file; -1 when there is none."""
     try:
         return os.stat(path).st_size
@@ -407,15 +419,16 @@ def write_at(path: Path, chunks: list[bytes], offset: int) -> None:
         raise StorageError(msg) from exc
 
 
-_made_folders: set[Path] = set()  # folders known to exist (saves a mkdir per file)
+_made_folders: set[str] = set()  # folders known to exist (saves a mkdir per file)
 
 
-def make_folder(folder: Path) -> None:
-    if folder not in _made_folders:
-        folder.mkdir(parents=True, exist_ok=True)
+def make_folder(folder: Path | str) -> None:
+    name = os.fspath(folder)
+    if name not in _made_folders:
+        os.makedirs(name, exist_ok=True)
         if len(_made_folders) > 100_000:
             _made_folders.clear()
-        _made_folders.add(folder)
+        _made_folders.add(name)
 
 
 def publish_renamed(paths: FilePaths, *, had_state: bool = True) -> None:
@@ -425,7 +438,7 @@ def publish_renamed(paths: FilePaths, *, had_state: bool = True) -> None:
     is fetched again), but a final name never holds unsynced bytes.
     """
     try:
-        os.replace(paths.part, paths.final)
+        os.replace(paths.part_name, paths.final_name)
         if had_state:
             with contextlib.suppress(FileNotFoundError):
                 paths.state.unlink()

@@ -8,7 +8,7 @@ import netrc
 import os
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -183,35 +183,50 @@ class Stream:
                 yield chunk
 
 
-@contextlib.contextmanager
-def translated(url: str) -> Iterator[None]:
-    """Foreign exceptions become ours here, and only here."""
-    try:
-        yield
-    except TimeoutError as exc:  # first: aiohttp's timeouts are ClientErrors too
-        msg = f"no data for too long from {url}"
-        raise ReadTimeout(msg, url=url) from exc
-    except aiohttp.ClientPayloadError as exc:
-        msg = f"body cut short from {url}"
-        raise ConnectionLost(msg, url=url) from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
+class translated:
+    """Foreign exceptions become ours here, and only here.
+
+    A class, not a ``contextmanager`` generator: it is entered twice per file.
+    """
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: object,
+    ) -> None:
+        if exc is not None and isinstance(exc, (TimeoutError, aiohttp.ClientError)):
+            raise _translate(exc, self.url) from exc
+
+
+def _translate(exc: BaseException, url: str) -> TransferError:
+    """Our error for one of aiohttp's (or a timeout)."""
+    if isinstance(exc, TimeoutError):  # first: aiohttp's timeouts are ClientErrors
+        return ReadTimeout(f"no data for too long from {url}", url=url)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectionLost(f"body cut short from {url}", url=url)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         msg = f"TLS certificate rejected for {url}: {exc}"
-        raise TransferError(msg, url=url, retryable=False) from exc
-    except aiohttp.ClientSSLError as exc:
-        msg = f"TLS failed for {url}: {exc}"
-        raise TransferError(msg, url=url, retryable=False) from exc
-    except aiohttp.ClientConnectorError as exc:  # before ClientOSError, its base
-        msg = f"cannot connect to {url}: {exc.os_error.strerror or exc.os_error}"
-        raise ConnectionLost(msg, url=url) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        msg = f"connection lost to {url}: {exc}"
-        raise ConnectionLost(msg, url=url) from exc
-    except aiohttp.InvalidURL as exc:
-        msg = f"invalid URL {url}"
-        raise TransferError(msg, url=url, retryable=False) from exc
-    except aiohttp.ClientError as exc:
-        msg = f"{type(exc).__name__} from {url}: {exc}"
-        raise TransferError(msg, url=url) from exc
+        return TransferError(msg, url=url, retryable=False)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TransferError(f"TLS failed for {url}: {exc}", url=url, retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # before ClientOSError, its base
+        why = exc.os_error.strerror or exc.os_error
+        return ConnectionLost(f"cannot connect to {url}: {why}", url=url)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        return ConnectionLost(f"connection lost to {url}: {exc}", url=url)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return TransferError(f"invalid URL {url}", url=url, retryable=False)
+    msg = f"{type(exc).__name__} from {url}: {exc}"
+    return TransferError(msg, url=url)
 
 
 @contextlib.asynccontextmanager
