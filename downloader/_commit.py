@@ -14,29 +14,93 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from functools import partial
 
 from ._exceptions import StorageError
 from ._integrity import Checksum
 from ._storage import FilePaths, make_folder, publish_renamed, write_all
 
+_OCTAL = re.compile(r"\\([0-7]{3})")  # mountinfo writes a space as \040
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})  # fsync there does nothing
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of each line of ``/proc/self/mountinfo``."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, kinds = left.split(), right.split()
+        if sep and len(fields) >= 5 and kinds:
+            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+            mounts.append((point, kinds[0]))
+    return mounts
+
+
+def filesystem_at(path: str, mounts: list[tuple[str, str]]) -> str | None:
+    """The type of the filesystem holding absolute ``path``: its last, deepest mount."""
+    best, kind = -1, None
+    for point, fstype in mounts:
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # later lines are mounted over earlier
+            best, kind = len(point), fstype
+    return kind
+
+
+def sync_is_noop(fstype: str | None) -> bool:
+    """fsync on a filesystem kept only in memory (tmpfs) has nothing to flush."""
+    return fstype in MEMORY_FILESYSTEMS
+
+
+def _mounts() -> list[tuple[str, str]] | None:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return parse_mountinfo(f.read())
+    except OSError:  # not Linux: assume every folder needs its fsyncs
+        return None
+
 
 class GroupSync:
-    """Makes files durable: the fsyncs waiting at one moment share a thread hop."""
+    """Makes files durable: the fsyncs waiting at one moment share a thread hop.
 
-    def __init__(self) -> None:
+    On a filesystem kept in memory (tmpfs) an fsync flushes nothing, so the
+    file is only closed: no hop at all (measured: 5% of a small file's
+    instructions).
+    """
+
+    def __init__(self, mounts: list[tuple[str, str]] | None = None) -> None:
+        """``mounts``: (mount point, type) pairs; None reads the system's."""
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
         self.hops = 0  # thread hops so far: fewer than files when they pile up
+        self._noop: dict[str, bool] = {}  # folder -> its fsyncs do nothing
+        self._mount_table = mounts
 
-    async def sync(self, fd: int) -> None:
+    def _needless(self, folder: str) -> bool:
+        known = self._noop.get(folder)
+        if known is None:
+            if self._mount_table is None:
+                self._mount_table = _mounts() or []
+            kind = filesystem_at(os.path.realpath(folder), self._mount_table)
+            known = sync_is_noop(kind)
+            if len(self._noop) > 10_000:
+                self._noop.clear()
+            self._noop[folder] = known
+        return known
+
+    async def sync(self, fd: int, folder: str | None = None) -> None:
         """Return once ``fd``'s bytes are durable. ``fd`` is closed in any case.
+
+        ``folder``: where the file is, so a memory filesystem skips the fsync.
 
         Raises
         ------
         OSError
             From this file's fsync (the others in its group are unaffected).
         """
+        if folder is not None and self._needless(folder):
+            os.close(fd)
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_quiet)  # a waiter cancelled meanwhile never looks
         self._waiting.append((fd, done))
@@ -145,7 +209,7 @@ async def publish_small(
         except BaseException:
             os.close(fd)
             raise
-        await syncs.sync(fd)
+        await syncs.sync(fd, paths.folder_name)
     except OSError as exc:
         msg = f"cannot write {paths.part}: {exc.strerror}"
         raise StorageError(msg) from exc

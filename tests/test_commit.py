@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 
 from downloader import Checksum, Downloader, Entry
-from downloader._commit import GroupSync, publish_small
+from downloader._commit import (
+    GroupSync,
+    filesystem_at,
+    parse_mountinfo,
+    publish_small,
+    sync_is_noop,
+)
 from downloader._storage import FilePaths, StorageError
 from downloader.testing import FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
+
+ON_DISK = [("/", "ext4")]  # a mount table that makes every fsync count
 
 
 def _closed(fd: int) -> bool:
@@ -26,7 +34,7 @@ def _closed(fd: int) -> bool:
 
 
 async def test_files_waiting_at_once_share_one_thread_hop(tmp_path: Path) -> None:
-    syncs = GroupSync()
+    syncs = GroupSync(ON_DISK)
     bodies = {f"f{i}.bin": make_bytes(1000 + i, seed=i) for i in range(20)}
     paths = {name: FilePaths.of(tmp_path, name) for name in bodies}
     await asyncio.gather(
@@ -42,7 +50,7 @@ async def test_files_waiting_at_once_share_one_thread_hop(tmp_path: Path) -> Non
 
 
 async def test_a_failing_fsync_fails_only_its_own_file(tmp_path: Path) -> None:
-    syncs = GroupSync()
+    syncs = GroupSync(ON_DISK)
     good = [os.open(tmp_path / f"g{i}", os.O_WRONLY | os.O_CREAT) for i in range(3)]
     bad, other_end = os.pipe()  # fsync of a pipe fails with EINVAL
     results = await asyncio.gather(
@@ -58,7 +66,7 @@ async def test_a_failing_fsync_fails_only_its_own_file(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_waiter_still_gets_its_file_closed(tmp_path: Path) -> None:
-    syncs = GroupSync()
+    syncs = GroupSync(ON_DISK)
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
     waiter = asyncio.create_task(syncs.sync(fd))
     await asyncio.sleep(0)  # the waiter has handed its fd over
@@ -100,6 +108,7 @@ async def test_a_run_of_small_files_syncs_them_in_groups(
         origin.set_file(name, body)
     entries = [Entry(origin.url(name), name) for name in bodies]
     async with Downloader(tmp_path, jobs=16, per_host=16) as dl:
+        dl._syncs = GroupSync(ON_DISK)  # whatever tmp_path is on
         report = await dl.download(entries)
         hops = dl._syncs.hops
     assert report.ok
@@ -107,3 +116,68 @@ async def test_a_run_of_small_files_syncs_them_in_groups(
     for name, body in bodies.items():
         assert file_sha256(tmp_path / name) == sha256(body)
     assert hops < 200  # 16 at a time: files wait for the same hop
+
+
+async def test_on_a_memory_filesystem_no_fsync_and_no_hop(tmp_path: Path) -> None:
+    syncs = GroupSync([("/", "ext4"), (str(tmp_path), "tmpfs")])
+    paths = FilePaths.of(tmp_path, "f.bin")
+    body = make_bytes(3000)
+    await publish_small(paths, [body], None, syncs)
+    assert syncs.hops == 0
+    assert file_sha256(paths.final) == sha256(body)
+
+
+MOUNTINFO = r"""22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw,size=24684084k
+31 27 0:30 / /mnt/my\040disk rw - xfs /dev/sdb rw
+32 27 0:31 / /data rw - ext4 /dev/sdc rw
+33 32 0:32 / /data rw - tmpfs tmpfs rw
+40 27 0:40 / /weird rw shared:5 master:2 - fuse.sshfs host:/x rw
+"""
+
+
+def test_parse_mountinfo() -> None:
+    assert parse_mountinfo(MOUNTINFO + "garbage line\n\n") == [
+        ("/proc", "proc"),
+        ("/", "ext4"),
+        ("/dev/shm", "tmpfs"),
+        ("/mnt/my disk", "xfs"),
+        ("/data", "ext4"),
+        ("/data", "tmpfs"),
+        ("/weird", "fuse.sshfs"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/", "ext4"),
+        ("/home/u/data", "ext4"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/shm/out/a", "tmpfs"),
+        ("/dev/shmem", "ext4"),  # a prefix of the name is not inside it
+        ("/mnt/my disk/f", "xfs"),
+        ("/data/x", "tmpfs"),  # mounted over the ext4 one: the later line wins
+        ("/weird/y", "fuse.sshfs"),
+    ],
+)
+def test_filesystem_at(path: str, kind: str) -> None:
+    assert filesystem_at(path, parse_mountinfo(MOUNTINFO)) == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "noop"),
+    [
+        ("tmpfs", True),
+        ("ramfs", True),
+        ("ext4", False),
+        ("xfs", False),
+        ("nfs4", False),
+        ("fuse.sshfs", False),
+        ("overlay", False),
+        (None, False),  # unknown: sync
+    ],
+)
+def test_sync_is_noop(kind: str | None, noop: bool) -> None:
+    assert sync_is_noop(kind) is noop
