@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
-from functools import partial
 
 from ._exceptions import StorageError
 from ._integrity import Checksum
@@ -89,9 +89,11 @@ class GroupSync:
         return known
 
     async def sync(self, fd: int, folder: str | None = None) -> None:
-        """Return once ``fd``'s bytes are durable. ``fd`` is closed in any case.
+        """Return once ``fd``'s bytes are durable; the caller closes ``fd`` after.
 
         ``folder``: where the file is, so a memory filesystem skips the fsync.
+        Cancelled, it still waits for an fsync under way on ``fd`` before it
+        lets the caller close it (the number could be reused meanwhile).
 
         Raises
         ------
@@ -99,14 +101,18 @@ class GroupSync:
             From this file's fsync (the others in its group are unaffected).
         """
         if folder is not None and self._needless(folder):
-            os.close(fd)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_quiet)  # a waiter cancelled meanwhile never looks
         self._waiting.append((fd, done))
         if self._runner is None:
             self._runner = asyncio.create_task(self._run(), name="group sync")
-        await asyncio.shield(done)  # cancelled, the fd is still closed after its sync
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await done
+            raise
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -114,16 +120,10 @@ class GroupSync:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                fds = [fd for fd, _ in batch]
                 self.hops += 1
-                job = loop.run_in_executor(None, _sync_each, fds)
-                try:
-                    errors = await asyncio.shield(job)
-                except asyncio.CancelledError:
-                    job.add_done_callback(partial(_close_after, fds))
-                    raise
-                for (fd, done), error in zip(batch, errors, strict=True):
-                    os.close(fd)
+                job = loop.run_in_executor(None, _sync_each, [fd for fd, _ in batch])
+                errors = await asyncio.shield(job)
+                for (_, done), error in zip(batch, errors, strict=True):
                     if done.done():
                         continue
                     if error is None:
@@ -134,11 +134,9 @@ class GroupSync:
         finally:
             self._runner = None
             # Only reached with futures open when cancelled: the run is stopping.
-            # The batch's fds close when its fsyncs return, the rest's now.
             left, self._waiting = self._waiting, []
             for _, done in batch + left:
                 done.cancel()
-            _close_all([fd for fd, _ in left])
 
 
 def _sync_each(fds: list[int]) -> list[OSError | None]:
@@ -152,16 +150,6 @@ def _sync_each(fds: list[int]) -> list[OSError | None]:
         else:
             errors.append(None)
     return errors
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _close_after(fds: list[int], _job: object) -> None:
-    _close_all(fds)
 
 
 def _quiet(done: asyncio.Future[None]) -> None:
@@ -206,12 +194,104 @@ async def publish_small(
         fd = os.open(paths.part_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             write_all(fd, chunks, 0)
-        except BaseException:
+            await syncs.sync(fd, paths.folder_name)
+        finally:
             os.close(fd)
-            raise
-        await syncs.sync(fd, paths.folder_name)
     except OSError as exc:
         msg = f"cannot write {paths.part}: {exc.strerror}"
         raise StorageError(msg) from exc
     publish_renamed(paths, had_state=had_part)
     return digest
+
+
+class NoTmpfile(Exception):
+    """``publish_fresh`` cannot work here: publish through a locked part instead."""
+
+
+_TMPFILE_UNSUPPORTED = frozenset(
+    {errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOENT, errno.ENOSYS}
+)
+_LINK_UNSUPPORTED = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOENT}
+)
+_no_tmpfile: set[str] = set()  # folders whose filesystem cannot do it
+_root_fd: list[int] = []  # "/" opened once: os.link calls linkat only given a dir fd
+
+
+async def publish_fresh(
+    paths: FilePaths,
+    chunks: list[bytes],
+    checksum: Checksum | None,
+    syncs: GroupSync,
+) -> str | None:
+    """A new small file without a lock: an unnamed file, named once durable.
+
+    The body goes into an ``O_TMPFILE`` (no name, so no other process can
+    see or share it, and a crash leaves nothing behind), is synced, then
+    ``linkat`` gives it the final name: atomic, and refused if that name
+    exists. Returns the digest as ``publish_small`` does.
+
+    Raises
+    ------
+    NoTmpfile
+        Not possible here (no ``O_TMPFILE``, no ``/proc``, or the final name
+        exists): the caller takes the lock and publishes through the part.
+    StorageError
+        The disk failed.
+    """
+    digest = digest_of(chunks, checksum)
+    if checksum is not None and digest != checksum.hexdigest:
+        return digest
+    folder = paths.folder_name
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or folder in _no_tmpfile:
+        raise NoTmpfile
+    try:
+        make_folder(folder)
+        fd = os.open(folder, flag | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        if exc.errno in _TMPFILE_UNSUPPORTED:
+            _unsupported(folder)
+            raise NoTmpfile from exc
+        msg = f"cannot write in {folder}: {exc.strerror}"
+        raise StorageError(msg) from exc
+    try:
+        try:
+            write_all(fd, chunks, 0)
+            await syncs.sync(fd, folder)
+        except OSError as exc:
+            msg = f"cannot write {paths.final_name}: {exc.strerror}"
+            raise StorageError(msg) from exc
+        _link(fd, paths)
+    finally:
+        os.close(fd)
+    return digest
+
+
+def _link(fd: int, paths: FilePaths) -> None:
+    if not _root_fd:
+        _root_fd.append(os.open("/", os.O_RDONLY))
+    try:
+        # linkat(AT_SYMLINK_FOLLOW) through /proc names the open file itself;
+        # Python uses linkat only when given a directory fd (link() would try
+        # to link the /proc symlink, and fail).
+        os.link(
+            f"/proc/self/fd/{fd}",
+            paths.final_name,
+            src_dir_fd=_root_fd[0],
+            follow_symlinks=True,
+        )
+    except FileExistsError:
+        raise NoTmpfile from None  # published meanwhile, or a name in the way
+    except OSError as exc:
+        if exc.errno in _LINK_UNSUPPORTED:
+            _unsupported(paths.folder_name)
+            raise NoTmpfile from exc
+        msg = f"cannot publish {paths.final_name}: {exc.strerror}"
+        raise StorageError(msg) from exc
+
+
+def _unsupported(folder: str) -> None:
+    if len(_no_tmpfile) > 10_000:
+        _no_tmpfile.clear()
+    _no_tmpfile.add(folder)

@@ -23,7 +23,7 @@ from ._exceptions import (
     StorageError,
     TransferError,
 )
-from ._fetch import FileFetch, RunContext
+from ._fetch import FileFetch, LookAgain, RunContext
 from ._models import Entry, Report, Result
 from ._policy import BACKOFF_BASE, DEFAULT_SPLIT, backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
@@ -271,31 +271,38 @@ class Downloader:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, key: int, entry: Entry) -> Result:
-        """One entry from start to finish; never raises for a per-file failure."""
+        """One entry from start to finish; never raises for a per-file failure.
+
+        The file's lock is taken first when there is something on disk to
+        work on (a final file to replace, a part to resume); a new file
+        takes it only once it writes a part (``FileFetch``), so a new small
+        file, published without a part, never takes one.
+        """
         began = time.monotonic()
+        lock: storage.LazyLock | None = None
         try:
             paths = FilePaths.under(self.dest, entry.path, self._inside)
             found = storage.stat_or_none(paths.final_name)
             done = await self._complete(entry, paths, began, found)
             if done is not None:
                 return done
-            lock, waited = await self._lock(key, entry, paths)
+            lock = storage.LazyLock(paths)
+            if found is not None or storage.part_size(paths.part_name) >= 0:
+                waited = await self._take(key, entry, lock)
+                # Another process may have finished it meanwhile: after a wait,
+                # or between the look above and the lock (published, let go).
+                again = waited or found is None
+                now = storage.stat_or_none(paths.final_name) if again else None
+                if now is not None:
+                    done = await self._complete(entry, paths, began, now)
+                    if done is not None:
+                        return done
+            return await self._fetch_with_retries(key, entry, paths, began, lock)
         except (OSError, StorageError) as exc:
             return _failed(entry, began, exc)
-        with lock:
-            # Another process may have finished it meanwhile: after a wait, or
-            # between the look above and the lock (it published, then let go).
-            now = (
-                storage.stat_or_none(paths.final_name) if waited or not found else None
-            )
-            if now is not None:
-                try:
-                    done = await self._complete(entry, paths, began, now)
-                except (OSError, StorageError) as exc:
-                    return _failed(entry, began, exc)
-                if done is not None:
-                    return done
-            return await self._fetch_with_retries(key, entry, paths, began)
+        finally:
+            if lock is not None:
+                lock.release()
 
     async def _complete(
         self,
@@ -326,14 +333,12 @@ class Downloader:
             checksum=str(entry.checksum) if entry.checksum else None,
         )
 
-    async def _lock(
-        self, key: int, entry: Entry, paths: FilePaths
-    ) -> tuple[storage.PartLock, bool]:
-        """This file's part lock, waiting while another live process holds it.
+    async def _take(self, key: int, entry: Entry, lock: storage.LazyLock) -> bool:
+        """Take the file's lock, waiting while another live process holds it.
 
         The lock dies with its holder, so the wait ends when that process
-        finishes the file (then it is skipped) or dies (then its part is
-        taken over). Returns (lock, whether it had to wait).
+        finishes the file (the caller then finds it complete) or dies (its
+        part is taken over). Returns whether it had to wait.
 
         Raises
         ------
@@ -341,20 +346,29 @@ class Downloader:
             With ``wait_for_others=False``, at once if another process holds it.
         """
         try:
-            return storage.PartLock(paths), False
-        except storage.PartBusy as exc:
-            if not self.wait_for_others:
-                msg = f"{exc}; run again once it has finished"
-                raise StorageError(msg) from None
-            waiting = getattr(self.progress, "file_waiting", None)  # older sinks
-            if waiting is not None:
-                waiting(key, entry.path, exc.waiting)
+            lock.take()
+        except storage.PartBusy as busy:
+            await self._wait_for(key, entry, lock, busy)
+            return True
+        return False
+
+    async def _wait_for(
+        self, key: int, entry: Entry, lock: storage.LazyLock, busy: storage.PartBusy
+    ) -> None:
+        """Poll until the lock another process holds (``busy``) is ours."""
+        if not self.wait_for_others:
+            msg = f"{busy}; run again once it has finished"
+            raise StorageError(msg) from None
+        waiting = getattr(self.progress, "file_waiting", None)  # older sinks
+        if waiting is not None:
+            waiting(key, entry.path, busy.waiting)
         pause = LOCK_POLL
         while True:
             await asyncio.sleep(pause)
             pause = min(pause * 2, LOCK_POLL_MAX)
             try:
-                return storage.PartLock(paths), True
+                lock.take()
+                return
             except storage.PartBusy:
                 continue
 
@@ -373,10 +387,15 @@ class Downloader:
         )
 
     async def _fetch_with_retries(
-        self, key: int, entry: Entry, paths: FilePaths, began: float
+        self,
+        key: int,
+        entry: Entry,
+        paths: FilePaths,
+        began: float,
+        lock: storage.LazyLock,
     ) -> Result:
         urls = list(entry.urls)
-        fetch = FileFetch(self._context(), key, entry, paths)
+        fetch = FileFetch(self._context(), key, entry, paths, lock)
         tally = fetch.tally
         attempts = failures = turn = 0
         free_restart = True
@@ -394,6 +413,15 @@ class Downloader:
                     attempts=attempts,
                     checksum=verified,
                 )
+            except (storage.PartBusy, LookAgain) as exc:
+                attempts -= 1  # no try: the file turned out to be another's
+                if isinstance(exc, storage.PartBusy):
+                    await self._wait_for(key, entry, lock, exc)
+                now = storage.stat_or_none(paths.final_name)
+                done = await self._complete(entry, paths, began, now)
+                if done is not None:
+                    return done
+                continue
             except StorageError as exc:
                 error: DownloadError = exc
                 break

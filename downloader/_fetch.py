@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
-from ._commit import GroupSync, publish_small
+from ._commit import GroupSync, NoTmpfile, publish_fresh, publish_small
 from ._exceptions import (
     ConnectionLost,
     HTTPStatusError,
@@ -82,16 +82,32 @@ class Tally:
         return moved
 
 
+class LookAgain(Exception):
+    """The final file appeared while this try took the file's lock: is it done?"""
+
+
 class FileFetch:
-    """Tries to get one entry into place; each ``attempt`` is one try at one URL."""
+    """Tries to get one entry into place; each ``attempt`` is one try at one URL.
+
+    The file's lock (``lock``) is taken before a part is read or written;
+    a new small body is published without one. A try raises ``PartBusy``
+    when another process holds it, ``LookAgain`` when another process
+    published the file meanwhile: the caller waits or looks, then tries again.
+    """
 
     def __init__(
-        self, ctx: RunContext, key: int, entry: Entry, paths: FilePaths
+        self,
+        ctx: RunContext,
+        key: int,
+        entry: Entry,
+        paths: FilePaths,
+        lock: storage.LazyLock,
     ) -> None:
         self.ctx = ctx
         self.key = key
         self.entry = entry
         self.paths = paths
+        self.lock = lock
         self.tally = Tally()
         self.may_split = ctx.split > 1  # off after a server botched a ranged answer
         self._asked = entry.url  # the URL of the try under way (entry or mirror)
@@ -102,9 +118,26 @@ class FileFetch:
         async with self.ctx.budget.slot(url):
             return await self._attempt_in_slot(url)
 
+    def _claim(self) -> None:
+        """Hold the file's lock from here on: a part is about to be touched.
+
+        Raises
+        ------
+        PartBusy
+            Another live process holds it.
+        LookAgain
+            Taken just now, but meanwhile another process published the file.
+        """
+        taken = self.lock.take()
+        if taken and storage.stat_or_none(self.paths.final_name) is not None:
+            raise LookAgain
+
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         entry, paths = self.entry, self.paths
         on_disk = storage.part_size(paths.part_name)  # -1: no part, so no state either
+        if on_disk >= 0 and not self.lock.held:  # it appeared since the first look
+            self._claim()
+            on_disk = storage.part_size(paths.part_name)  # as the holder left it
         have = max(on_disk, 0)
         state = storage.load_state(paths.state) if have else None
         if have and not can_resume(
@@ -147,6 +180,7 @@ class FileFetch:
                 self._check_announced(total, url)
                 if offset == 0 and total is not None and total <= SMALL_FILE:
                     return await self._small(stream, total, had_part=on_disk >= 0)
+                self._claim()  # a part will be written
                 if total is not None and self._splittable(answer, offset, total):
                     state = await asyncio.to_thread(
                         _begin_segmented, paths, url, answer, total
@@ -309,7 +343,7 @@ class FileFetch:
                 chunks.append(chunk)
                 size += len(chunk)
         except TransferError as exc:
-            if chunks:
+            if chunks and self._may_claim():
                 await asyncio.to_thread(
                     _keep_partial, self.paths, self._asked, stream.answer, total, chunks
                 )
@@ -321,13 +355,31 @@ class FileFetch:
         early = integrity_error(entry, size, None, url)  # size, before any write
         if early is not None:
             raise early
-        digest = await publish_small(
-            self.paths, chunks, entry.checksum, self.ctx.syncs, had_part=had_part
-        )
+        digest = await self._publish(chunks, had_part=had_part)
         error = integrity_error(entry, size, digest, url)
         if error is not None:
             raise error
         return size, str(entry.checksum) if entry.checksum else None
+
+    async def _publish(self, chunks: list[bytes], *, had_part: bool) -> str | None:
+        """Without a lock where the system allows it (a new name), else with one."""
+        checksum, syncs = self.entry.checksum, self.ctx.syncs
+        if not self.lock.held:
+            try:
+                return await publish_fresh(self.paths, chunks, checksum, syncs)
+            except NoTmpfile:
+                self._claim()
+        return await publish_small(
+            self.paths, chunks, checksum, syncs, had_part=had_part
+        )
+
+    def _may_claim(self) -> bool:
+        """Take the lock if it is free (to keep a broken-off body as a part)."""
+        try:
+            self._claim()
+        except (storage.PartBusy, LookAgain):
+            return False
+        return True
 
     async def _finish(
         self, size: int, digest: str | None, url: str

@@ -163,6 +163,37 @@ class PartLock:
         os.close(self._fd)
 
 
+class LazyLock:
+    """A file's ``PartLock``, taken only once its part is to be touched.
+
+    A new small body held in memory is published without a part (see
+    ``_commit.publish_fresh``), so most files of a dataset never take one.
+    """
+
+    __slots__ = ("_lock", "paths")
+
+    def __init__(self, paths: FilePaths) -> None:
+        self.paths = paths
+        self._lock: PartLock | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock is not None
+
+    def take(self) -> bool:
+        """Take it unless held already (True: taken just now). ``PartBusy`` if
+        another live process holds it."""
+        if self._lock is not None:
+            return False
+        self._lock = PartLock(self.paths)
+        return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__()
+
+
 _pid_line = [b"%10d\n" % os.getpid()]  # this process's, written into each lock
 
 

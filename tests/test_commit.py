@@ -9,28 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from downloader import Checksum, Downloader, Entry
+from downloader import Checksum, Downloader, Entry, _storage
 from downloader._commit import (
     GroupSync,
+    NoTmpfile,
     filesystem_at,
     parse_mountinfo,
+    publish_fresh,
     publish_small,
     sync_is_noop,
 )
-from downloader._storage import FilePaths, StorageError
+from downloader._exceptions import StorageError
+from downloader._storage import FilePaths
 from downloader.testing import FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
 
 ON_DISK = [("/", "ext4")]  # a mount table that makes every fsync count
-
-
-def _closed(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return True
-    return False
 
 
 async def test_files_waiting_at_once_share_one_thread_hop(tmp_path: Path) -> None:
@@ -53,19 +48,23 @@ async def test_a_failing_fsync_fails_only_its_own_file(tmp_path: Path) -> None:
     syncs = GroupSync(ON_DISK)
     good = [os.open(tmp_path / f"g{i}", os.O_WRONLY | os.O_CREAT) for i in range(3)]
     bad, other_end = os.pipe()  # fsync of a pipe fails with EINVAL
-    results = await asyncio.gather(
-        *(syncs.sync(fd) for fd in [good[0], bad, good[1], good[2]]),
-        return_exceptions=True,
-    )
-    os.close(other_end)
+    try:
+        results = await asyncio.gather(
+            *(syncs.sync(fd) for fd in [good[0], bad, good[1], good[2]]),
+            return_exceptions=True,
+        )
+    finally:
+        for fd in [*good, bad, other_end]:
+            os.close(fd)
     assert results[0] is None
     assert results[2] is None
     assert results[3] is None
     assert isinstance(results[1], OSError)
-    assert all(_closed(fd) for fd in [*good, bad])
+    assert syncs.hops == 1
 
 
-async def test_a_cancelled_waiter_still_gets_its_file_closed(tmp_path: Path) -> None:
+async def test_a_cancelled_waiter_returns_only_after_its_fsync(tmp_path: Path) -> None:
+    """The caller closes the fd when sync returns: never while a thread syncs it."""
     syncs = GroupSync(ON_DISK)
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
     waiter = asyncio.create_task(syncs.sync(fd))
@@ -73,14 +72,15 @@ async def test_a_cancelled_waiter_still_gets_its_file_closed(tmp_path: Path) -> 
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    for _ in range(100):
-        if _closed(fd):
-            break
-        await asyncio.sleep(0.01)
-    assert _closed(fd)
+    assert syncs.hops == 1
+    assert syncs._runner is None  # its group had finished: fd is free to close
+    os.close(fd)
     later = os.open(tmp_path / "g", os.O_WRONLY | os.O_CREAT)
-    await syncs.sync(later)  # the group still works afterwards
-    assert _closed(later)
+    try:
+        await syncs.sync(later)  # the group still works afterwards
+    finally:
+        os.close(later)
+    assert syncs.hops == 2
 
 
 async def test_a_wrong_checksum_writes_nothing(tmp_path: Path) -> None:
@@ -181,3 +181,100 @@ def test_filesystem_at(path: str, kind: str) -> None:
 )
 def test_sync_is_noop(kind: str | None, noop: bool) -> None:
     assert sync_is_noop(kind) is noop
+
+
+# --- new small files without a lock (O_TMPFILE, then linkat) ------------------
+
+needs_tmpfile = pytest.mark.skipif(
+    not hasattr(os, "O_TMPFILE"), reason="O_TMPFILE is Linux only"
+)
+
+
+@needs_tmpfile
+async def test_a_fresh_file_gets_only_its_final_name(tmp_path: Path) -> None:
+    paths = FilePaths.of(tmp_path, "sub/f.bin")
+    body = make_bytes(40_000)
+    digest = await publish_fresh(paths, [body[:100], body[100:]], None, GroupSync())
+    assert digest is None
+    assert file_sha256(paths.final) == sha256(body)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["f.bin"]
+
+
+@needs_tmpfile
+async def test_a_fresh_file_never_replaces_a_name_that_exists(tmp_path: Path) -> None:
+    paths = FilePaths.of(tmp_path, "f.bin")
+    paths.final.write_bytes(b"someone else's")
+    with pytest.raises(NoTmpfile):
+        await publish_fresh(paths, [b"ours"], None, GroupSync())
+    assert paths.final.read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+async def _run(dest: Path, entries: list[Entry], **options: object) -> None:
+    async with Downloader(dest, jobs=8, per_host=8, **options) as dl:  # type: ignore[arg-type]
+        report = await dl.download(entries)
+    assert report.ok
+
+
+def _count_locks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    taken: list[str] = []
+    real = _storage.PartLock
+
+    def counting(paths: FilePaths) -> _storage.PartLock:
+        taken.append(paths.final_name)
+        return real(paths)
+
+    monkeypatch.setattr(_storage, "PartLock", counting)
+    return taken
+
+
+@needs_tmpfile
+async def test_new_small_files_take_no_lock_and_a_resume_does(
+    tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = {f"n/{i:02}.bin": make_bytes(5000, seed=i) for i in range(30)}
+    for name, body in bodies.items():
+        origin.set_file(name, body)
+    entries = [Entry(origin.url(name), name) for name in bodies]
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n/07.bin.part").write_bytes(bodies["n/07.bin"][:1000])  # to resume
+    taken = _count_locks(monkeypatch)
+    await _run(tmp_path, entries)
+    assert taken == [os.path.join(tmp_path, "n/07.bin")]
+    for name, body in bodies.items():
+        assert file_sha256(tmp_path / name) == sha256(body)
+    assert sorted(p.name for p in (tmp_path / "n").iterdir()) == sorted(
+        name.split("/")[1] for name in bodies
+    )
+
+
+async def test_without_tmpfile_small_files_go_through_a_locked_part(
+    tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    bodies = {f"{i:02}.bin": make_bytes(5000, seed=i) for i in range(10)}
+    for name, body in bodies.items():
+        origin.set_file(name, body)
+    taken = _count_locks(monkeypatch)
+    await _run(tmp_path, [Entry(origin.url(name), name) for name in bodies])
+    assert len(taken) == 10
+    for name, body in bodies.items():
+        assert file_sha256(tmp_path / name) == sha256(body)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(bodies)
+
+
+async def test_two_downloaders_on_one_destination_at_once(
+    tmp_path: Path, origin: FileServer
+) -> None:
+    """Both finish, every file is whole, and nothing is left beside them."""
+    bodies = {f"t/{i:03}.bin": make_bytes(3000 + i, seed=i) for i in range(150)}
+    bodies["t/big.bin"] = make_bytes(2_500_000, seed="big")  # a part, a lock
+    for name, body in bodies.items():
+        origin.set_file(name, body)
+    entries = [Entry(origin.url(name), name) for name in bodies]
+    await asyncio.gather(_run(tmp_path, entries), _run(tmp_path, entries[::-1]))
+    for name, body in bodies.items():
+        assert file_sha256(tmp_path / name) == sha256(body)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == sorted(
+        name.split("/")[1] for name in bodies
+    )
