@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -621,9 +620,8 @@ class PartWriter:
         batch, offset = self._batch, self._written
         self._batch, self._batch_bytes = [], 0
         self._written += sum(len(c) for c in batch)
-        self._pending = asyncio.ensure_future(
-            _in_thread(self._write_batch, batch, offset)
-        )
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, self._write_batch, batch, offset)
 
     async def _wait(self) -> None:
         if self._pending is not None:
@@ -641,17 +639,6 @@ class PartWriter:
         if self._hasher is not None:
             for chunk in batch:
                 self._hasher.update(chunk)
-
-
-async def _in_thread(write: Callable[[list[bytes], int], None], *args: Any) -> None:
-    """Run a batch's write in the loop's executor, through aiofiles (the design's
-    file library). Its ``aiofiles.os.wrap`` costs what ``run_in_executor`` does
-    (bench/README: aiofiles and iter_chunked); imported on the first large
-    file, so start-up does not pay for it.
-    """
-    import aiofiles.os
-
-    await aiofiles.os.wrap(write)(*args)
 
 
 def write_all(fd: int, batch: list[bytes], offset: int) -> None:
