@@ -287,7 +287,8 @@ class Downloader:
             if done is not None:
                 return done
             lock = storage.LazyLock(paths)
-            if found is not None or storage.part_size(paths.part_name) >= 0:
+            on_disk = storage.part_size(paths.part_name)
+            if found is not None or on_disk >= 0:
                 waited = await self._take(key, entry, lock)
                 # Another process may have finished it meanwhile: after a wait,
                 # or between the look above and the lock (published, let go).
@@ -297,7 +298,11 @@ class Downloader:
                     done = await self._complete(entry, paths, began, now)
                     if done is not None:
                         return done
-            return await self._fetch_with_retries(key, entry, paths, began, lock)
+            # Without the lock, the first try can trust this look: no part.
+            no_part = on_disk < 0 and not lock.held
+            return await self._fetch_with_retries(
+                key, entry, paths, began, lock, no_part=no_part
+            )
         except (OSError, StorageError) as exc:
             return _failed(entry, began, exc)
         finally:
@@ -393,9 +398,11 @@ class Downloader:
         paths: FilePaths,
         began: float,
         lock: storage.LazyLock,
+        *,
+        no_part: bool = False,
     ) -> Result:
         urls = list(entry.urls)
-        fetch = FileFetch(self._context(), key, entry, paths, lock)
+        fetch = FileFetch(self._context(), key, entry, paths, lock, no_part=no_part)
         tally = fetch.tally
         attempts = failures = turn = 0
         free_restart = True

@@ -102,12 +102,16 @@ class FileFetch:
         entry: Entry,
         paths: FilePaths,
         lock: storage.LazyLock,
+        *,
+        no_part: bool = False,
     ) -> None:
+        """``no_part``: the caller just found no part (the first try need not look)."""
         self.ctx = ctx
         self.key = key
         self.entry = entry
         self.paths = paths
         self.lock = lock
+        self._no_part = no_part
         self.tally = Tally()
         self.may_split = ctx.split > 1  # off after a server botched a ranged answer
         self._asked = entry.url  # the URL of the try under way (entry or mirror)
@@ -134,7 +138,12 @@ class FileFetch:
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         entry, paths = self.entry, self.paths
-        on_disk = storage.part_size(paths.part_name)  # -1: no part, so no state either
+        # -1: no part, so no state either. The caller's look an instant ago
+        # holds for the first try: a part begun since then is another
+        # process's, and _claim meets its lock before this try writes a part
+        # (a small body is published under no name, whoever else is at work).
+        on_disk = -1 if self._no_part else storage.part_size(paths.part_name)
+        self._no_part = False
         if on_disk >= 0 and not self.lock.held:  # it appeared since the first look
             self._claim()
             on_disk = storage.part_size(paths.part_name)  # as the holder left it

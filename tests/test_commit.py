@@ -278,3 +278,23 @@ async def test_two_downloaders_on_one_destination_at_once(
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == sorted(
         name.split("/")[1] for name in bodies
     )
+
+
+async def test_a_new_file_looks_for_its_part_once(
+    tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = {f"{i:02}.bin": make_bytes(2000, seed=i) for i in range(10)}
+    for name, body in bodies.items():
+        origin.set_file(name, body)
+    looks: list[str] = []
+    real = _storage.part_size
+
+    def counting(path: Path | str) -> int:
+        looks.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(_storage, "part_size", counting)
+    await _run(tmp_path, [Entry(origin.url(name), name) for name in bodies])
+    assert len(looks) == 10
+    for name, body in bodies.items():
+        assert file_sha256(tmp_path / name) == sha256(body)
