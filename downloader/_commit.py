@@ -15,49 +15,11 @@ import asyncio
 import contextlib
 import errno
 import os
-import re
 
 from ._exceptions import StorageError
+from ._filesystems import Filesystems
 from ._integrity import Checksum
 from ._storage import FilePaths, make_folder, publish_renamed, write_all
-
-_OCTAL = re.compile(r"\\([0-7]{3})")  # mountinfo writes a space as \040
-MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})  # fsync there does nothing
-
-
-def parse_mountinfo(text: str) -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of each line of ``/proc/self/mountinfo``."""
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, kinds = left.split(), right.split()
-        if sep and len(fields) >= 5 and kinds:
-            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-            mounts.append((point, kinds[0]))
-    return mounts
-
-
-def filesystem_at(path: str, mounts: list[tuple[str, str]]) -> str | None:
-    """The type of the filesystem holding absolute ``path``: its last, deepest mount."""
-    best, kind = -1, None
-    for point, fstype in mounts:
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best:  # later lines are mounted over earlier
-            best, kind = len(point), fstype
-    return kind
-
-
-def sync_is_noop(fstype: str | None) -> bool:
-    """fsync on a filesystem kept only in memory (tmpfs) has nothing to flush."""
-    return fstype in MEMORY_FILESYSTEMS
-
-
-def _mounts() -> list[tuple[str, str]] | None:
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            return parse_mountinfo(f.read())
-    except OSError:  # not Linux: assume every folder needs its fsyncs
-        return None
 
 
 class GroupSync:
@@ -73,20 +35,7 @@ class GroupSync:
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []
         self._runner: asyncio.Task[None] | None = None
         self.hops = 0  # thread hops so far: fewer than files when they pile up
-        self._noop: dict[str, bool] = {}  # folder -> its fsyncs do nothing
-        self._mount_table = mounts
-
-    def _needless(self, folder: str) -> bool:
-        known = self._noop.get(folder)
-        if known is None:
-            if self._mount_table is None:
-                self._mount_table = _mounts() or []
-            kind = filesystem_at(os.path.realpath(folder), self._mount_table)
-            known = sync_is_noop(kind)
-            if len(self._noop) > 10_000:
-                self._noop.clear()
-            self._noop[folder] = known
-        return known
+        self.filesystems = Filesystems(mounts)
 
     async def sync(self, fd: int, folder: str | None = None) -> None:
         """Return once ``fd``'s bytes are durable; the caller closes ``fd`` after.
@@ -100,7 +49,7 @@ class GroupSync:
         OSError
             From this file's fsync (the others in its group are unaffected).
         """
-        if folder is not None and self._needless(folder):
+        if folder is not None and self.filesystems.in_memory(folder):
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_quiet)  # a waiter cancelled meanwhile never looks

@@ -228,7 +228,9 @@ class FileFetch:
         self.tally.start(offset)
         flusher = storage.BackgroundFlush(paths.part, offset)
         try:
-            async with storage.PartWriter(paths.part, offset, hasher) as writer:
+            inline = hasher is None and self._in_memory()
+            writer_cm = storage.PartWriter(paths.part, offset, hasher, inline=inline)
+            async with writer_cm as writer:
                 try:
                     async for chunk in stream.chunks():
                         await self._count(len(chunk))
@@ -266,6 +268,10 @@ class FileFetch:
             and total >= 2 * self.ctx.min_split_size
             and (validator is not None or self.entry.checksum is not None)
         )
+
+    def _in_memory(self) -> bool:
+        """Is the file on a memory filesystem (where the loop writes it itself)?"""
+        return self.ctx.syncs.filesystems.in_memory(self.paths.folder_name)
 
     def _caller(self, url: str) -> CallerHeaders:
         """The caller's headers for a try at ``url`` (the entry's URL or a mirror)."""
@@ -324,6 +330,7 @@ class FileFetch:
             open_range=open_range,
             on_chunk=self._count,
             checksum=entry.checksum,
+            inline=self._in_memory(),
         )
         try:
             digest = await download.run(first)

@@ -119,6 +119,7 @@ class SegmentedDownload:
         open_range: OpenRange,
         on_chunk: OnChunk,
         checksum: Checksum | None,
+        inline: bool = False,
     ) -> None:
         self.paths = paths
         self.segments = segments
@@ -132,6 +133,7 @@ class SegmentedDownload:
         self.open_range = open_range
         self.on_chunk = on_chunk
         self._hasher: Hasher | None = checksum.hasher() if checksum else None
+        self._inline = inline  # segments write on the loop (a memory filesystem)
         self._hashed = 0
         self._hashing: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
@@ -268,7 +270,7 @@ class SegmentedDownload:
     async def _pump(
         self, seg: Segment, stream: Stream, yield_when_wanted: bool
     ) -> None:
-        writer = PartWriter(self.paths.part, seg.pos)
+        writer = PartWriter(self.paths.part, seg.pos, inline=self._inline)
         seg.writer = writer
         try:
             async with writer:

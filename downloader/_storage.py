@@ -529,10 +529,23 @@ class PartWriter:
     chunks are never joined into a copy. One batch is written while the next is
     received, so at most two batches are held in memory. Segmented transfers can
     open one writer per segment on the same file, each at its own offset.
+
+    On a memory filesystem (tmpfs) with nothing to hash, the loop writes each
+    batch itself: 1 GiB took 1.62 s against 2.17 s with a hop per batch, and
+    a third less CPU (bench/README, "Large files on tmpfs").
     """
 
-    def __init__(self, path: Path, offset: int, hasher: Hasher | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        hasher: Hasher | None = None,
+        *,
+        inline: bool = False,
+    ) -> None:
+        """``inline``: write on the event loop (a memory filesystem, no hashing)."""
         self.path = path
+        self._inline = inline
         self.position = offset  # bytes handed to write() so far, as a file offset
         self._hasher = hasher
         self._fd = -1
@@ -575,6 +588,14 @@ class PartWriter:
                     self._write_batch(batch, offset)
             finally:
                 os.close(self._fd)
+
+        if self._inline:  # no write runs beside this one: finish right here
+            try:
+                finish()
+            except Exception:
+                if exc_type is None:
+                    raise
+            return
 
         async def close_after_writes() -> None:
             if pending is not None:
@@ -620,6 +641,9 @@ class PartWriter:
         batch, offset = self._batch, self._written
         self._batch, self._batch_bytes = [], 0
         self._written += sum(len(c) for c in batch)
+        if self._inline:  # tmpfs: a copy into memory, cheaper than a thread hop
+            self._write_batch(batch, offset)
+            return
         loop = asyncio.get_running_loop()
         self._pending = loop.run_in_executor(None, self._write_batch, batch, offset)
 

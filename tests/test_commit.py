@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from downloader import Checksum, Downloader, Entry, _storage
-from downloader._commit import (
-    GroupSync,
-    NoTmpfile,
-    filesystem_at,
-    parse_mountinfo,
-    publish_fresh,
-    publish_small,
-    sync_is_noop,
-)
+from downloader._commit import GroupSync, NoTmpfile, publish_fresh, publish_small
 from downloader._exceptions import StorageError
+from downloader._filesystems import filesystem_at, kept_in_memory, parse_mountinfo
 from downloader._storage import FilePaths
-from downloader.testing import FileServer, make_bytes
+from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
 
@@ -179,8 +173,8 @@ def test_filesystem_at(path: str, kind: str) -> None:
         (None, False),  # unknown: sync
     ],
 )
-def test_sync_is_noop(kind: str | None, noop: bool) -> None:
-    assert sync_is_noop(kind) is noop
+def test_kept_in_memory(kind: str | None, noop: bool) -> None:
+    assert kept_in_memory(kind) is noop
 
 
 # --- new small files without a lock (O_TMPFILE, then linkat) ------------------
@@ -298,3 +292,70 @@ async def test_a_new_file_looks_for_its_part_once(
     assert len(looks) == 10
     for name, body in bodies.items():
         assert file_sha256(tmp_path / name) == sha256(body)
+
+
+# --- large files on a memory filesystem: the loop writes the batches itself -----
+
+
+IN_MEMORY = [("/", "tmpfs")]  # a mount table that puts every folder on tmpfs
+
+
+def _writers_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    seen: set[str] = set()
+    real = _storage.PartWriter._write_batch
+
+    def noting(self: _storage.PartWriter, batch: list[bytes], offset: int) -> None:
+        seen.add(threading.current_thread().name)
+        real(self, batch, offset)
+
+    monkeypatch.setattr(_storage.PartWriter, "_write_batch", noting)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("mounts", "split", "on_loop"),
+    [
+        (IN_MEMORY, 1, True),
+        (IN_MEMORY, 4, True),
+        (ON_DISK, 1, False),
+        (ON_DISK, 4, False),
+    ],
+)
+async def test_large_bodies_are_written_on_the_loop_only_in_memory(
+    tmp_path: Path,
+    origin: FileServer,
+    monkeypatch: pytest.MonkeyPatch,
+    mounts: list[tuple[str, str]],
+    split: int,
+    on_loop: bool,
+) -> None:
+    body = make_bytes(6_000_000, seed="large")
+    origin.set_file("large.bin", body)
+    origin.faults["large.bin"] = Faults(drop_after=2_500_000)  # one resume too
+    threads = _writers_threads(monkeypatch)
+    options = {"split": split, "min_split_size": 1_000_000, "retry_wait": 0.01}
+    async with Downloader(tmp_path, **options) as dl:  # type: ignore[arg-type]
+        dl._syncs = GroupSync(mounts)
+        report = await dl.download([Entry(origin.url("large.bin"), "large.bin")])
+    assert report.ok
+    assert file_sha256(tmp_path / "large.bin") == sha256(body)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large.bin"]
+    assert (threads == {threading.main_thread().name}) is on_loop
+
+
+async def test_a_checksum_keeps_the_writes_in_threads(
+    tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing 1 MiB batches on the loop would stall it: hashlib runs beside it."""
+    body = make_bytes(3_000_000, seed="sum")
+    origin.set_file("sum.bin", body)
+    threads = _writers_threads(monkeypatch)
+    entry = Entry(
+        origin.url("sum.bin"), "sum.bin", checksum=Checksum("sha256", sha256(body))
+    )
+    async with Downloader(tmp_path, split=1) as dl:
+        dl._syncs = GroupSync(IN_MEMORY)
+        report = await dl.download([entry])
+    assert report.ok
+    assert file_sha256(tmp_path / "sum.bin") == sha256(body)
+    assert threading.main_thread().name not in threads
