@@ -270,7 +270,12 @@ class SegmentedDownload:
     async def _pump(
         self, seg: Segment, stream: Stream, yield_when_wanted: bool
     ) -> None:
-        writer = PartWriter(self.paths.part, seg.pos, inline=self._inline)
+        writer = PartWriter(
+            self.paths.part,
+            seg.pos,
+            inline=self._inline,
+            batch_bytes=storage.SEGMENT_BATCH_BYTES,
+        )
         seg.writer = writer
         try:
             async with writer:

@@ -478,6 +478,10 @@ def publish_renamed(paths: FilePaths, *, had_state: bool = True) -> None:
 
 
 BATCH_BYTES = 1024 * 1024  # measured: see README "Performance"
+# A file's ranges each hold up to two batches: 16 of them at 1 MiB took S3L's
+# peak RSS past 64 MiB. Ranges are throttled (that is why they exist), so
+# smaller batches cost nothing (bench/README, "Memory of split files").
+SEGMENT_BATCH_BYTES = 256 * 1024
 BATCH_SECONDS = 0.2  # ...or this old, so slow connections still checkpoint often
 SLOW_GAP = 0.02  # chunks further apart than this are written as they arrive
 _closing: set[asyncio.Future[None]] = set()  # final writes under way (kept from GC)
@@ -542,10 +546,13 @@ class PartWriter:
         hasher: Hasher | None = None,
         *,
         inline: bool = False,
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
-        """``inline``: write on the event loop (a memory filesystem, no hashing)."""
+        """``inline``: write on the event loop (a memory filesystem, no hashing).
+        ``batch_bytes``: write once this much has gathered."""
         self.path = path
         self._inline = inline
+        self._batch_limit = batch_bytes
         self.position = offset  # bytes handed to write() so far, as a file offset
         self._hasher = hasher
         self._fd = -1
@@ -624,7 +631,7 @@ class PartWriter:
         idle = self._pending is None or self._pending.done()
         if (
             (slow and idle)
-            or self._batch_bytes >= BATCH_BYTES
+            or self._batch_bytes >= self._batch_limit
             or time.monotonic() - self._batch_began >= BATCH_SECONDS
         ):
             await self._submit()

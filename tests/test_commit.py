@@ -359,3 +359,27 @@ async def test_a_checksum_keeps_the_writes_in_threads(
     assert report.ok
     assert file_sha256(tmp_path / "sum.bin") == sha256(body)
     assert threading.main_thread().name not in threads
+
+
+async def test_ranges_write_in_small_batches(
+    tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each range holds up to two batches: 16 ranges of 1 MiB batches cost 32 MiB."""
+    body = make_bytes(6_000_000, seed="ranges")
+    origin.set_file("r.bin", body)
+    sizes: list[int] = []
+    real = _storage.PartWriter._write_batch
+
+    def noting(self: _storage.PartWriter, batch: list[bytes], offset: int) -> None:
+        sizes.append(sum(len(c) for c in batch))
+        real(self, batch, offset)
+
+    monkeypatch.setattr(_storage.PartWriter, "_write_batch", noting)
+    monkeypatch.setattr(_storage, "SLOW_GAP", 10.0)  # batch by size, not by pace
+    async with Downloader(tmp_path, split=4, min_split_size=1_000_000) as dl:
+        dl._syncs = GroupSync(ON_DISK)
+        report = await dl.download([Entry(origin.url("r.bin"), "r.bin")])
+    assert report.ok
+    assert file_sha256(tmp_path / "r.bin") == sha256(body)
+    assert len(sizes) > 1
+    assert max(sizes) < _storage.BATCH_BYTES  # ranges gather less than one stream
