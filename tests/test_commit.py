@@ -98,17 +98,14 @@ async def test_a_run_of_small_files_syncs_them_in_groups(
     tmp_path: Path, origin: FileServer
 ) -> None:
     bodies = {f"s/{i:03}.bin": make_bytes(4096, seed=i) for i in range(200)}
-    for name, body in bodies.items():
-        origin.set_file(name, body)
-    entries = [Entry(origin.url(name), name) for name in bodies]
+    entries = _serve(origin, bodies)
     async with Downloader(tmp_path, jobs=16, per_host=16) as dl:
         dl._syncs = GroupSync(ON_DISK)  # whatever tmp_path is on
         report = await dl.download(entries)
         hops = dl._syncs.hops
     assert report.ok
     assert report.summary.counts["downloaded"] == 200
-    for name, body in bodies.items():
-        assert file_sha256(tmp_path / name) == sha256(body)
+    _assert_whole(tmp_path, bodies, "s")
     assert hops < 200  # 16 at a time: files wait for the same hop
 
 
@@ -204,6 +201,21 @@ async def test_a_fresh_file_never_replaces_a_name_that_exists(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
+def _serve(origin: FileServer, bodies: dict[str, bytes]) -> list[Entry]:
+    for name, body in bodies.items():
+        origin.set_file(name, body)
+    return [Entry(origin.url(name), name) for name in bodies]
+
+
+def _assert_whole(dest: Path, bodies: dict[str, bytes], folder: str = "") -> None:
+    """Every file holds its bytes, and nothing else is left in ``folder``."""
+    for name, body in bodies.items():
+        assert file_sha256(dest / name) == sha256(body)
+    assert sorted(p.name for p in (dest / folder).iterdir()) == sorted(
+        name.rsplit("/", 1)[-1] for name in bodies
+    )
+
+
 async def _run(dest: Path, entries: list[Entry], **options: object) -> None:
     async with Downloader(dest, jobs=8, per_host=8, **options) as dl:  # type: ignore[arg-type]
         report = await dl.download(entries)
@@ -227,19 +239,13 @@ async def test_new_small_files_take_no_lock_and_a_resume_does(
     tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bodies = {f"n/{i:02}.bin": make_bytes(5000, seed=i) for i in range(30)}
-    for name, body in bodies.items():
-        origin.set_file(name, body)
-    entries = [Entry(origin.url(name), name) for name in bodies]
+    entries = _serve(origin, bodies)
     (tmp_path / "n").mkdir()
     (tmp_path / "n/07.bin.part").write_bytes(bodies["n/07.bin"][:1000])  # to resume
     taken = _count_locks(monkeypatch)
     await _run(tmp_path, entries)
     assert taken == [os.path.join(tmp_path, "n/07.bin")]
-    for name, body in bodies.items():
-        assert file_sha256(tmp_path / name) == sha256(body)
-    assert sorted(p.name for p in (tmp_path / "n").iterdir()) == sorted(
-        name.split("/")[1] for name in bodies
-    )
+    _assert_whole(tmp_path, bodies, "n")
 
 
 async def test_without_tmpfile_small_files_go_through_a_locked_part(
@@ -247,14 +253,11 @@ async def test_without_tmpfile_small_files_go_through_a_locked_part(
 ) -> None:
     monkeypatch.delattr(os, "O_TMPFILE", raising=False)
     bodies = {f"{i:02}.bin": make_bytes(5000, seed=i) for i in range(10)}
-    for name, body in bodies.items():
-        origin.set_file(name, body)
+    entries = _serve(origin, bodies)
     taken = _count_locks(monkeypatch)
-    await _run(tmp_path, [Entry(origin.url(name), name) for name in bodies])
+    await _run(tmp_path, entries)
     assert len(taken) == 10
-    for name, body in bodies.items():
-        assert file_sha256(tmp_path / name) == sha256(body)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(bodies)
+    _assert_whole(tmp_path, bodies)
 
 
 async def test_two_downloaders_on_one_destination_at_once(
@@ -263,23 +266,16 @@ async def test_two_downloaders_on_one_destination_at_once(
     """Both finish, every file is whole, and nothing is left beside them."""
     bodies = {f"t/{i:03}.bin": make_bytes(3000 + i, seed=i) for i in range(150)}
     bodies["t/big.bin"] = make_bytes(2_500_000, seed="big")  # a part, a lock
-    for name, body in bodies.items():
-        origin.set_file(name, body)
-    entries = [Entry(origin.url(name), name) for name in bodies]
+    entries = _serve(origin, bodies)
     await asyncio.gather(_run(tmp_path, entries), _run(tmp_path, entries[::-1]))
-    for name, body in bodies.items():
-        assert file_sha256(tmp_path / name) == sha256(body)
-    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == sorted(
-        name.split("/")[1] for name in bodies
-    )
+    _assert_whole(tmp_path, bodies, "t")
 
 
 async def test_a_new_file_looks_for_its_part_once(
     tmp_path: Path, origin: FileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bodies = {f"{i:02}.bin": make_bytes(2000, seed=i) for i in range(10)}
-    for name, body in bodies.items():
-        origin.set_file(name, body)
+    entries = _serve(origin, bodies)
     looks: list[str] = []
     real = _storage.part_size
 
@@ -288,10 +284,9 @@ async def test_a_new_file_looks_for_its_part_once(
         return real(path)
 
     monkeypatch.setattr(_storage, "part_size", counting)
-    await _run(tmp_path, [Entry(origin.url(name), name) for name in bodies])
+    await _run(tmp_path, entries)
     assert len(looks) == 10
-    for name, body in bodies.items():
-        assert file_sha256(tmp_path / name) == sha256(body)
+    _assert_whole(tmp_path, bodies)
 
 
 # --- large files on a memory filesystem: the loop writes the batches itself -----
