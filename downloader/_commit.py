@@ -5,8 +5,9 @@ call the thread makes hands the GIL back and forth with the loop (about 40
 futex calls per file, measured with ``strace -c``). Writing 1 MiB or less into
 the page cache is quick enough for the loop itself; only ``fsync`` may wait on
 a disk, so the fsyncs of every file waiting at that moment go to one thread
-together. A file is renamed into place only after its own fsync returned, so
-a final name never holds bytes that are not durable.
+together. A file gets its final name (rename, or linkat for a new one) only
+after its own fsync returned, so a final name never holds bytes that are not
+durable.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from ._storage import FilePaths, make_folder, publish_renamed, write_all
 class GroupSync:
     """Makes files durable: the fsyncs waiting at one moment share a thread hop.
 
-    On a filesystem kept in memory (tmpfs) an fsync flushes nothing, so the
-    file is only closed: no hop at all (measured: 5% of a small file's
-    instructions).
+    On a filesystem kept in memory (tmpfs) an fsync flushes nothing, so there
+    is none and no hop at all (measured: 5% of a small file's instructions).
     """
 
     def __init__(self, mounts: list[tuple[str, str]] | None = None) -> None:
