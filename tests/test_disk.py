@@ -20,6 +20,12 @@ from downloader.testing import Faults, FileServer, make_bytes
 from .conftest import count_flushes, file_sha256, gets, sha256
 
 
+def assert_no_room(error: str | None, needed: str, free: str, dest: Path) -> None:
+    """The error names the room needed and the room free (patterns) on ``dest``."""
+    pattern = rf"needs {needed}, only {free} free on {re.escape(str(dest))}"
+    assert re.fullmatch(pattern, error or ""), error
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for the test (needs root, as CI has)."""
@@ -73,10 +79,7 @@ async def test_a_length_the_small_disk_cannot_hold_is_refused_up_front(
     by_path = {r.path: r for r in report.results}
     huge = by_path["huge.bin"]
     assert huge.status == "failed"
-    assert re.fullmatch(
-        rf"needs 2\.9 MiB, only [\d.]+ KiB free on {re.escape(str(small_disk))}",
-        huge.error or "",
-    ), huge.error
+    assert_no_room(huge.error, r"2\.9 MiB", r"[\d.]+ KiB", small_disk)
     assert huge.attempts == 1
     assert not list(small_disk.glob("huge.bin*"))  # not a byte written
     assert by_path["small.bin"].status == "downloaded"
@@ -164,10 +167,7 @@ async def test_a_length_the_disk_cannot_hold_fails_before_any_byte_is_written(
 
     result = report.results[0]
     assert result.status == "failed"
-    assert re.fullmatch(
-        rf"needs 909\.5 TiB, only [\d.]+ [KMGT]?i?B free on {re.escape(str(dest))}",
-        result.error or "",
-    ), result.error
+    assert_no_room(result.error, r"909\.5 TiB", r"[\d.]+ [KMGT]?i?B", dest)
     assert result.attempts == 1  # the disk will not grow: no retry
     assert list(dest.iterdir()) == []  # no part, no state: nothing was written
 
@@ -223,9 +223,6 @@ async def test_a_resume_that_cannot_fit_is_refused_up_front_with_a_checksum_too(
 
     result = report.results[0]
     assert result.status == "failed"
-    assert re.fullmatch(
-        rf"needs 2\.8 MiB, only [\d.]+ KiB free on {re.escape(str(small_disk))}",
-        result.error or "",
-    ), result.error
+    assert_no_room(result.error, r"2\.8 MiB", r"[\d.]+ KiB", small_disk)
     assert paths.part.read_bytes() == data[:100_000]  # kept for a later resume
     assert gets(origin, "huge.bin")[-1].headers["Range"] == "bytes=100000-"

@@ -349,15 +349,20 @@ async def test_proxy_from_environment_is_used(
     assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
 
 
+def use_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """A private .netrc holding ``text``, named by NETRC for the run."""
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text(text)
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+
+
 async def test_netrc_default_entry_never_follows_a_redirect_to_another_host(
     origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``default`` is for the hosts the caller asked for, not for where they
     redirect (an attacker's host, perhaps)."""
-    netrc_file = tmp_path / "netrc"
-    netrc_file.write_text("default login dee password dpw\n")
-    netrc_file.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc_file))
+    use_netrc(tmp_path, monkeypatch, "default login dee password dpw\n")
     origin.redirects["away.bin"] = origin.url("small.bin").replace(
         "127.0.0.1", "localhost"
     )
@@ -383,10 +388,7 @@ async def test_no_proxy_bypasses_the_proxy(
 async def test_netrc_credentials_sent_only_to_their_host(
     origin: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    netrc_file = tmp_path / "netrc"
-    netrc_file.write_text("machine 127.0.0.1 login alice password s3cret\n")
-    netrc_file.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc_file))
+    use_netrc(tmp_path, monkeypatch, "machine 127.0.0.1 login alice password s3cret\n")
     origin.redirects["away.bin"] = origin.url("small.bin").replace(
         "127.0.0.1", "localhost"
     )
