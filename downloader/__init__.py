@@ -22,6 +22,7 @@ from ._exceptions import (
 from ._integrity import Checksum
 from ._models import Entry, Report, Result, Summary
 from ._progress import LogProgress, NullProgress, ProgressSink, TqdmProgress
+from ._settings import Settings
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "Report",
     "Result",
     "ResumeRejected",
+    "Settings",
     "StorageError",
     "Summary",
     "TqdmProgress",

@@ -20,8 +20,8 @@ from ._exceptions import ManifestError
 from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
-from ._policy import DEFAULT_SPLIT, FAST_ENOUGH
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
+from ._settings import Settings
 from ._shard import Shard
 from ._sources import Sources, looks_like_url
 from ._version import __version__
@@ -117,6 +117,53 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _size_text(value: int) -> str:
+    """32 MiB -> ``32M``: a default shown as a user would type it."""
+    for unit in "TGMK":
+        scale = _UNITS[unit.lower()]
+        if value >= scale and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return str(value)
+
+
+# (flags, setting, parser, metavar): the options whose defaults and help come
+# from Settings, so the library and the command line never disagree.
+_NETWORK_OPTIONS: tuple[tuple[tuple[str, ...], str, Any, str], ...] = (
+    (("--per-host",), "per_host", _positive_int, "N"),
+    (("--max-connections",), "max_connections", _positive_int, "N"),
+    (("-s", "--split"), "split", _positive_int, "N"),
+    (("--min-split-size",), "min_split_size", parse_size, "SIZE"),
+    (("--retries",), "retries", _non_negative_int, "N"),
+    (("--timeout",), "timeout", _seconds, "S"),
+    (("--connect-timeout",), "connect_timeout", _seconds, "S"),
+    (("--limit-rate",), "limit_rate", parse_size, "RATE"),
+)
+
+
+def _add_setting(
+    group: Any, flags: tuple[str, ...], name: str, kind: Any, metavar: str
+) -> None:
+    """One option for setting ``name``: its default and help from ``Settings``."""
+    default = Settings.default(name)
+    if default is None:
+        shown = "e.g. 10M = 10 MiB/s; default: none"
+    elif kind is parse_size:
+        shown = f"default: {_size_text(default)}"
+    else:
+        shown = (
+            f"default: {default:g}"
+            if isinstance(default, float)
+            else f"default: {default}"
+        )
+    group.add_argument(
+        *flags,
+        type=kind,
+        default=default,
+        metavar=metavar,
+        help=f"{Settings.doc(name)} ({shown})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="downloader",
@@ -155,14 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the entries shard K of N owns (K counts from 0; by a stable "
         "hash of each path): run N copies, K = 0..N-1, to split one manifest",
     )
-    inputs.add_argument(
-        "-j",
-        "--jobs",
-        type=_positive_int,
-        default=8,
-        metavar="N",
-        help="files handled at once (default: 8)",
-    )
+    _add_setting(inputs, ("-j", "--jobs"), "jobs", _positive_int, "N")
 
     get = sub.add_parser(
         "get",
@@ -174,65 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("urls", nargs="*", metavar="URL", help="URLs to fetch")
     net = get.add_argument_group("network")
-    net.add_argument(
-        "--per-host",
-        type=_positive_int,
-        default=8,
-        metavar="N",
-        help="open connections to one host (default: 8)",
-    )
-    net.add_argument(
-        "--max-connections",
-        type=_positive_int,
-        default=64,
-        metavar="N",
-        help="open connections in all (default: 64)",
-    )
-    net.add_argument(
-        "-s",
-        "--split",
-        type=_positive_int,
-        default=DEFAULT_SPLIT,
-        metavar="N",
-        help=f"ranged connections a large file may use (default: {DEFAULT_SPLIT}); "
-        f"added only while one is slower than {FAST_ENOUGH >> 20} MiB/s "
-        "(a throttling server), "
-        "and only with servers that honour Range",
-    )
-    net.add_argument(
-        "--min-split-size",
-        type=parse_size,
-        default=32 * 1024**2,
-        metavar="SIZE",
-        help="no segment smaller than this (default: 32M)",
-    )
-    net.add_argument(
-        "--retries",
-        type=_non_negative_int,
-        default=5,
-        metavar="N",
-        help="retries per file after the first try (default: 5)",
-    )
-    net.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=60.0,
-        metavar="S",
-        help="no bytes for S seconds fails a try (default: 60)",
-    )
-    net.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=30.0,
-        metavar="S",
-        help="connection set-up limit (default: 30)",
-    )
-    net.add_argument(
-        "--limit-rate",
-        type=parse_size,
-        metavar="RATE",
-        help="bandwidth cap over all files, e.g. 10M = 10 MiB/s",
-    )
+    for flags, name, kind, metavar in _NETWORK_OPTIONS:
+        _add_setting(net, flags, name, kind, metavar)
     net.add_argument(
         "-H",
         "--header",
@@ -242,13 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'K: V'",
         help="extra request header (repeatable)",
     )
-    net.add_argument(
-        "--ca-bundle", metavar="FILE", help="trust these CA certificates for TLS"
-    )
+    net.add_argument("--ca-bundle", metavar="FILE", help=Settings.doc("ca_bundle"))
     net.add_argument(
         "--insecure",
         action="store_true",
-        help="skip TLS verification (dangerous; warns)",
+        help=Settings.doc("insecure") + ", with a warning",
     )
     scale = get.add_argument_group("scaling out (needs the dask extra)")
     scale.add_argument(
@@ -263,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--overwrite",
         action="store_true",
-        help="download again even if a complete file is there",
+        help=Settings.doc("overwrite"),
     )
     out.add_argument(
         "--no-wait",
@@ -471,27 +452,27 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
     if args.ca_bundle and not Path(args.ca_bundle).is_file():
         msg = f"--ca-bundle {args.ca_bundle}: no such file"
         raise _Usage(msg)
-    options: dict[str, Any] = {
-        "jobs": args.jobs,
-        "per_host": args.per_host,
-        "max_connections": args.max_connections,
-        "split": args.split,
-        "min_split_size": args.min_split_size,
-        "retries": args.retries,
-        "timeout": args.timeout,
-        "connect_timeout": args.connect_timeout,
-        "limit_rate": args.limit_rate,
-        "headers": headers,
-        "overwrite": args.overwrite,
-        "wait_for_others": not args.no_wait,
-        "ca_bundle": args.ca_bundle,
-        "insecure": args.insecure,
-    }
+    settings = Settings(
+        jobs=args.jobs,
+        per_host=args.per_host,
+        max_connections=args.max_connections,
+        split=args.split,
+        min_split_size=args.min_split_size,
+        retries=args.retries,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        limit_rate=args.limit_rate,
+        headers=headers,
+        overwrite=args.overwrite,
+        wait_for_others=not args.no_wait,
+        ca_bundle=args.ca_bundle,
+        insecure=args.insecure,
+    )
     if args.cluster:
         from ._cli_cluster import run_on_cluster
 
-        return run_on_cluster(args, sources, options)
-    options["progress"] = _make_progress(args)
+        return run_on_cluster(args, sources, settings)
+    progress = _make_progress(args)
     outcome = _Outcome(args.report)
     downloader = _load_engine(args.own_process)
 
@@ -500,7 +481,7 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         began = loop.time()
         try:
             async with (
-                downloader(args.dest, **options) as dl,
+                downloader(args.dest, settings, progress=progress) as dl,
                 contextlib.aclosing(dl.stream(sources)) as results,
             ):
                 async for result in results:

@@ -8,10 +8,10 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
 
 from ._cli import _Outcome, _Usage
 from ._progress import OverallBar, describe
+from ._settings import Settings
 from ._sources import Sources
 from .distributed import ClusterError, ClusterRun, ProgressUpdate
 
@@ -37,7 +37,7 @@ def _raise_stopped(signum: int, frame: object) -> None:
 
 
 def run_on_cluster(
-    args: argparse.Namespace, sources: Sources, options: dict[str, Any]
+    args: argparse.Namespace, sources: Sources, settings: Settings
 ) -> int:
     """Shards on Dask, one overall bar, one merged report; returns the exit status."""
     if args.shard is not None:
@@ -82,7 +82,7 @@ def run_on_cluster(
             # Closed before the cluster is: that is what tells running shards
             # to stop, so none goes on downloading while the workers close.
             results = stack.enter_context(
-                contextlib.closing(run.results(options, on_progress=show))
+                contextlib.closing(run.results(settings, on_progress=show))
             )
             for result in results:
                 outcome.add(result)

@@ -8,9 +8,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Unpack
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
@@ -25,9 +26,10 @@ from ._exceptions import (
 )
 from ._fetch import FileFetch, LookAgain, RunContext
 from ._models import Entry, Report, Result
-from ._policy import BACKOFF_BASE, DEFAULT_SPLIT, backoff_delay, should_retry
+from ._policy import backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
+from ._settings import Options, Settings, settings_from
 from ._shard import ShardLike
 from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, InsideCheck
@@ -38,7 +40,6 @@ from ._types import StrPath
 log = logging.getLogger(__name__)
 
 
-MiB = 1024 * 1024
 LOCK_POLL = 0.05  # seconds between looks at a lock another process holds...
 LOCK_POLL_MAX = 1.0  # ...doubling up to this
 
@@ -50,98 +51,54 @@ class Downloader:
     ----------
     dest:
         Root folder; every output path lies under it.
-    jobs:
-        Files transferred at once.
-    per_host, max_connections:
-        Connection limits of the shared connector.
-    split, min_split_size:
-        Ranged connections one large file may use, and the smallest segment.
-    retries:
-        Tries after the first that made no progress, per file.
-    timeout:
-        Seconds without a byte before a try counts as failed.
-    connect_timeout:
-        Seconds to set up a connection.
-    limit_rate:
-        Bytes per second over all transfers, or None.
-    headers:
-        Extra request headers for every entry.
-    overwrite:
-        Download again even when a complete file is present.
+    settings:
+        How the run behaves (``Settings``: jobs, limits, retries, timeouts,
+        headers, TLS...). Any of its names may be given as a keyword instead,
+        on top of ``settings``: ``Downloader("data", jobs=16, retries=2)``.
     progress:
         Where progress goes; silent by default.
     session:
         A caller's own ``aiohttp.ClientSession`` (it stays open afterwards).
-    ca_bundle, insecure:
-        TLS trust: extra CA file, or no verification at all.
-    raise_on_failure:
-        Raise ``DownloadFailed`` from ``download`` when any file failed.
-    retry_wait:
-        Seconds before the first retry; doubles each time (with jitter).
-    wait_for_others:
-        When another live process is working on a file in ``dest``, wait for
-        it (then skip the file or take over its part); False fails the file.
+
+    Raises
+    ------
+    TypeError
+        A keyword that is not a setting.
+    ValueError
+        A setting no run could use (``jobs=0``...).
     """
 
     def __init__(
         self,
         dest: StrPath = ".",
+        settings: Settings | None = None,
         *,
-        jobs: int = 8,
-        per_host: int = 8,
-        max_connections: int = 64,
-        split: int = DEFAULT_SPLIT,
-        min_split_size: int = 32 * MiB,
-        retries: int = 5,
-        timeout: float = 60.0,
-        connect_timeout: float = 30.0,
-        limit_rate: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        overwrite: bool = False,
         progress: ProgressSink | None = None,
         session: Session | None = None,
-        ca_bundle: str | None = None,
-        insecure: bool = False,
-        raise_on_failure: bool = False,
-        retry_wait: float = BACKOFF_BASE,
-        wait_for_others: bool = True,
+        **options: Unpack[Options],
     ) -> None:
-        if jobs < 1 or per_host < 1 or max_connections < 1 or retries < 0:
-            msg = "jobs, per_host and max_connections must be >= 1, retries >= 0"
-            raise ValueError(msg)
+        self.settings = settings_from(settings, options)
         self.dest = Path(dest)
-        self.jobs = jobs
-        self.per_host = per_host
-        self.max_connections = max_connections
-        self.split = split
-        self.min_split_size = min_split_size
-        self.retries = retries
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.headers = dict(headers or {})  # RAW_BODY is added on every request
-        self.overwrite = overwrite
         self.progress: ProgressSink = progress or NullProgress()
-        self.raise_on_failure = raise_on_failure
-        self.retry_wait = retry_wait
-        self.wait_for_others = wait_for_others
-        self._limiter = RateLimiter(limit_rate) if limit_rate else None
-        self._tls = (ca_bundle, insecure)
+        s = self.settings
+        self._limiter = RateLimiter(s.limit_rate) if s.limit_rate else None
         self._session = session
         self._owns_session = session is None
         self._inside = InsideCheck(self.dest)
-        self._budget = ConnectionBudget(per_host=per_host, total=max_connections)
+        self._budget = ConnectionBudget(per_host=s.per_host, total=s.max_connections)
         self._env: Environment | None = None
         self._syncs = GroupSync()
 
     async def __aenter__(self) -> Downloader:
         self._env = Environment()
         if self._session is None:
+            s = self.settings
             self._session = make_session(
-                max_connections=self.max_connections,
-                per_host=self.per_host,
-                timeout=self.timeout,
-                connect_timeout=self.connect_timeout,
-                ssl_context=await client_context(*self._tls),
+                max_connections=s.max_connections,
+                per_host=s.per_host,
+                timeout=s.timeout,
+                connect_timeout=s.connect_timeout,
+                ssl_context=await client_context(s.ca_bundle, s.insecure),
             )
         return self
 
@@ -180,7 +137,7 @@ class Downloader:
             async for result in results:
                 report.add(result)
         report.summary.seconds = time.monotonic() - began
-        if self.raise_on_failure and not report.ok:
+        if self.settings.raise_on_failure and not report.ok:
             raise DownloadFailed(report)
         return report
 
@@ -216,8 +173,10 @@ class Downloader:
             self.progress.close()
 
     async def _run(self, entries: Iterator[Entry]) -> AsyncIterator[Result]:
-        todo: asyncio.Queue[tuple[int, Entry] | None] = asyncio.Queue(self.jobs * 2)
-        done: asyncio.Queue[Result | None] = asyncio.Queue(self.jobs * 2)
+        todo: asyncio.Queue[tuple[int, Entry] | None] = asyncio.Queue(
+            self.settings.jobs * 2
+        )
+        done: asyncio.Queue[Result | None] = asyncio.Queue(self.settings.jobs * 2)
         failure: list[BaseException] = []
 
         async def produce() -> None:
@@ -228,7 +187,7 @@ class Downloader:
                 failure.append(exc)
             # Not in a ``finally``: once cancelled, nobody takes from the full
             # queue, so these puts would wait forever and the run never ends.
-            for _ in range(self.jobs):
+            for _ in range(self.settings.jobs):
                 await todo.put(None)
 
         async def work() -> None:
@@ -253,10 +212,11 @@ class Downloader:
 
         tasks = [asyncio.create_task(produce(), name="manifest reader")]
         tasks += [
-            asyncio.create_task(work(), name=f"worker {i}") for i in range(self.jobs)
+            asyncio.create_task(work(), name=f"worker {i}")
+            for i in range(self.settings.jobs)
         ]
         try:
-            running = self.jobs
+            running = self.settings.jobs
             while running:
                 result = await done.get()
                 if result is None:
@@ -320,7 +280,7 @@ class Downloader:
         if found is not None and stat.S_ISDIR(found.st_mode):
             msg = f"{paths.final} is a directory; move it out of the way"
             raise StorageError(msg)
-        if found is None or self.overwrite:
+        if found is None or self.settings.overwrite:
             return None
         complete = (entry.size is None or found.st_size == entry.size) and (
             entry.checksum is None
@@ -361,7 +321,7 @@ class Downloader:
         self, key: int, entry: Entry, lock: storage.LazyLock, busy: storage.PartBusy
     ) -> None:
         """Poll until the lock another process holds (``busy``) is ours."""
-        if not self.wait_for_others:
+        if not self.settings.wait_for_others:
             msg = f"{busy}; run again once it has finished"
             raise StorageError(msg) from None
         waiting = getattr(self.progress, "file_waiting", None)  # older sinks
@@ -383,11 +343,11 @@ class Downloader:
             session=self._session,
             env=self._env,
             budget=self._budget,
-            headers=self.headers,
+            headers=dict(self.settings.headers),
             progress=self.progress,
             limiter=self._limiter,
-            split=self.split,
-            min_split_size=self.min_split_size,
+            split=self.settings.split,
+            min_split_size=self.settings.min_split_size,
             syncs=self._syncs,
         )
 
@@ -460,10 +420,12 @@ class Downloader:
                     turn += 1  # a mirror may do better; one that moves is kept
             # non-retryable errors left the loop above; these may be tried again
             if not should_retry(
-                retryable=True, failures=failures, retries=self.retries
+                retryable=True, failures=failures, retries=self.settings.retries
             ):
                 break
-            delay = backoff_delay(max(failures, 1), retry_after, base=self.retry_wait)
+            delay = backoff_delay(
+                max(failures, 1), retry_after, base=self.settings.retry_wait
+            )
             log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)
             await asyncio.sleep(delay)
         return Result(

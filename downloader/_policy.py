@@ -12,19 +12,10 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from ._exceptions import ResumeRejected, TransferError
+from ._settings import BACKOFF_BASE
 
-BACKOFF_BASE = 0.5  # seconds before the first retry
 BACKOFF_CAP = 60.0  # no single wait is longer than this...
 RETRY_AFTER_CAP = 600.0  # ...unless the server asked for it (up to 10 minutes)
-
-# Connections a large file may use. A fast connection is never split (see
-# _segments.FAST_ENOUGH), so this matters only for throttling servers: 4x the
-# speed there, under 64 MiB RSS (README "Large files").
-DEFAULT_SPLIT = 4
-# Extra connections help only when each one is throttled; when the CPU or the
-# disk is the limit they slow the file down (1 GiB from a local nginx: 1.90 s
-# over 4 connections, 1.44 s over one). A connection this fast is not split.
-FAST_ENOUGH = 128 * 1024 * 1024  # bytes/s
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)

@@ -20,7 +20,8 @@ from . import _storage as storage
 from ._budget import ConnectionBudget
 from ._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
 from ._integrity import Checksum, Hasher, hash_range
-from ._policy import FAST_ENOUGH, ContentRange
+from ._policy import ContentRange
+from ._settings import FAST_ENOUGH
 from ._storage import FilePaths, PartWriter, ResumeState
 from ._transfer import Answer, Stream
 

@@ -17,6 +17,7 @@ from ._engine import Downloader
 from ._exceptions import DownloadError
 from ._models import Result
 from ._progress import describe
+from ._settings import Settings
 from ._shard import Shard
 from ._sources import Sources
 
@@ -29,7 +30,7 @@ class ShardStopped(DownloadError):
 
 
 def run_shard(
-    sources: Sources, dest: str, shard: Shard, topic: str, options: dict[str, Any]
+    sources: Sources, dest: str, shard: Shard, topic: str, settings: Settings
 ) -> list[Result]:
     """The Dask task: download one shard with the normal engine on this worker.
 
@@ -55,7 +56,7 @@ def run_shard(
     )
 
     async def go() -> list[Result]:
-        async with Downloader(dest, progress=sink, **options) as dl:
+        async with Downloader(dest, settings, progress=sink) as dl:
             download = asyncio.ensure_future(dl.download(sources, shard=shard))
             ended = threading.Event()
             _watch_for_stop(stop, ended, asyncio.get_running_loop(), download)

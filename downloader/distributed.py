@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
-import math
 import queue
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._engine import Downloader
 from ._exceptions import DownloadError
 from ._local import inspect_all
 from ._models import Report, Result
+from ._settings import Settings, settings_from
 from ._shard import Shard
 from ._shard_task import run_shard
 from ._sources import EntriesLike, Sources
@@ -40,9 +38,6 @@ from ._types import StrPath
 if TYPE_CHECKING:
     from distributed import Client
 
-# Options shared out over the worker processes, so the cluster as a whole keeps
-# the limits a single run would (at least one connection or job each).
-SHARED_LIMITS = ("jobs", "per_host", "max_connections", "limit_rate")
 SHARDS_PER_WORKER = 2  # a dead worker then costs a smaller shard's rerun
 TASK_RETRIES = 2  # on top of Dask's own re-runs after a worker dies
 UPDATE_INTERVAL = 0.5  # seconds between progress updates to the caller
@@ -72,9 +67,10 @@ def download_on_cluster(
     on_progress:
         Called in this thread about twice a second with what the workers sent.
     **options:
-        Keywords of ``Downloader``. ``jobs``, ``per_host``, ``max_connections``
-        and ``limit_rate`` are totals (given or default) shared out over the
-        workers; ``progress`` and ``session`` cannot cross processes.
+        ``Settings`` names, as keywords of ``Downloader``.
+        ``jobs``, ``per_host``, ``max_connections`` and ``limit_rate`` are
+        totals (given or default) shared out over the workers; ``progress``
+        and ``session`` cannot cross processes.
 
     Raises
     ------
@@ -109,21 +105,6 @@ class ProgressUpdate:
     failed: list[str] = field(default_factory=list)  # one line per failed file
     shards_done: int = 0  # running total
     shards: int = 0
-
-
-def share_limits(options: dict[str, Any], workers: int) -> dict[str, Any]:
-    """Each worker's share of the run-wide limits (the engine's defaults if unset)."""
-    defaults = inspect.signature(Downloader).parameters
-    shared = dict(options)
-    for name in SHARED_LIMITS:
-        total = options.get(name, defaults[name].default)
-        if total is None:
-            continue
-        if name == "limit_rate":
-            shared[name] = total / workers
-        else:
-            shared[name] = max(1, math.ceil(total / workers))
-    return shared
 
 
 class ClusterRun:
@@ -178,7 +159,7 @@ class ClusterRun:
 
     def results(
         self,
-        options: dict[str, Any],
+        settings: Settings | Mapping[str, Any],
         *,
         on_progress: Callable[[ProgressUpdate], None] | None = None,
     ) -> Generator[Result, None, None]:
@@ -190,18 +171,11 @@ class ClusterRun:
         from distributed import Event
 
         assert self.client is not None
-        local_only = {"progress", "session"} & set(options)
-        if local_only:
-            msg = (
-                f"{', '.join(sorted(local_only))} cannot cross to other processes; "
-                "pass on_progress= to follow the run"
-            )
-            raise ValueError(msg)
         workers = self.workers
         count = self.shards or workers * SHARDS_PER_WORKER
-        task_options = share_limits(options, workers)
-        if task_options.get("ca_bundle"):
-            task_options["ca_bundle"] = str(Path(task_options["ca_bundle"]).resolve())
+        shared = _settings_of(settings).shared_out(workers)
+        if shared.ca_bundle:  # workers may start elsewhere
+            shared = shared.replace(ca_bundle=str(Path(shared.ca_bundle).resolve()))
         topic = f"downloader-{uuid.uuid4().hex}"
         tally = _Tally(count)
         self.client.subscribe_topic(topic, lambda event: tally.events.put(event[1]))
@@ -214,7 +188,7 @@ class ClusterRun:
                 str(self.dest),
                 shard,
                 topic,
-                task_options,
+                shared,
                 key=f"{topic}-shard-{shard.index}-of-{count}",
                 retries=TASK_RETRIES,
             )
@@ -229,9 +203,7 @@ class ClusterRun:
                 if on_progress is not None:
                     on_progress(tally.update())
                 for future in finished:
-                    yield from self._shard_results(
-                        future, futures.pop(future), task_options
-                    )
+                    yield from self._shard_results(future, futures.pop(future), shared)
                     future.release()  # its results leave the worker's memory
         finally:
             if futures:  # stopped early: queued shards must not start
@@ -244,7 +216,7 @@ class ClusterRun:
             on_progress(tally.update())
 
     def _shard_results(
-        self, future: Any, shard: Shard, options: dict[str, Any]
+        self, future: Any, shard: Shard, settings: Settings
     ) -> Iterator[Result]:
         """The shard's results; if it could not run, what the disk says of each."""
         if future.status == "finished":
@@ -257,11 +229,25 @@ class ClusterRun:
             reason = f"{type(exc).__name__}: {exc}"
         error = f"shard {shard} did not finish ({reason}); rerun to resume"
         sources = dataclasses.replace(self.sources, shard=shard)
-        for verdict in inspect_all(self.dest, sources, jobs=options["jobs"]):
+        for verdict in inspect_all(self.dest, sources, jobs=settings.jobs):
             if verdict.action == "complete":  # finished before the shard was lost
                 yield Result(verdict.entry, "skipped", size=verdict.entry.size)
             else:
                 yield Result(verdict.entry, "failed", error=error)
+
+
+def _settings_of(given: Settings | Mapping[str, Any]) -> Settings:
+    """The run's settings from a ``Settings`` or ``Downloader`` keywords."""
+    if isinstance(given, Settings):
+        return given
+    local_only = {"progress", "session"} & set(given)
+    if local_only:
+        msg = (
+            f"{', '.join(sorted(local_only))} cannot cross to other processes; "
+            "pass on_progress= to follow the run"
+        )
+        raise ValueError(msg)
+    return settings_from(None, given)
 
 
 class _Tally:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from downloader.distributed import ClusterRun, download_on_cluster, share_limits
+from downloader._settings import Settings
+from downloader.distributed import ClusterRun, download_on_cluster
 from downloader.testing import Faults, FileServer, make_bytes
 from tests.conftest import REPORT_FIELDS, file_sha256, sha256
 
@@ -171,7 +172,7 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
             distributed.wait(future)
             from downloader._shard import Shard
 
-            return list(run._shard_results(future, Shard(0, 1), share_limits({}, 1)))
+            return list(run._shard_results(future, Shard(0, 1), Settings()))
 
     results = await asyncio.to_thread(run_checks)
 
@@ -184,19 +185,6 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
     assert "shard 0/1 did not finish" in failed.error
     assert "OSError: worker disk gone" in failed.error
     assert "rerun to resume" in failed.error
-
-
-def test_limits_are_shared_out_over_the_workers() -> None:
-    given = {"jobs": 16, "limit_rate": 10.0, "retries": 3}
-    assert share_limits(given, 3) == {
-        "jobs": 6,
-        "per_host": 3,  # the default 8, shared
-        "max_connections": 22,  # the default 64, shared
-        "limit_rate": 10.0 / 3,
-        "retries": 3,
-    }
-    assert share_limits({"per_host": 2}, 4)["per_host"] == 1  # at least one each
-    assert "limit_rate" not in share_limits({}, 2)  # no cap stays no cap
 
 
 async def test_killing_a_worker_mid_run_still_ends_correct(
