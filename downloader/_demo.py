@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ._engine import Downloader
-from ._local import inspect
+from ._offline import inspect
 from ._manifest import iter_manifest
 from ._models import Entry, Report
 from ._progress import LogProgress, ProgressSink, TqdmProgress, format_bytes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import stat
@@ -24,9 +25,9 @@ from ._exceptions import (
     StorageError,
     TransferError,
 )
-from ._fetch import FileFetch, LookAgain, RunContext
+from ._fetch import FileFetch, LookAgain, RunContext, Tally
 from ._models import Entry, Report, Result
-from ._policy import backoff_delay, should_retry
+from ._policy import DiskFacts, FinalFacts, MirrorSet, RetryState, plan_entry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._settings import Options, Settings, settings_from
@@ -277,18 +278,21 @@ class Downloader:
         found: os.stat_result | None,
     ) -> Result | None:
         """The "skipped" result when the final file (``found``) is complete."""
-        if found is not None and stat.S_ISDIR(found.st_mode):
+        if found is None:
+            return None
+        final = FinalFacts(found.st_size, stat.S_ISDIR(found.st_mode))
+        plan = plan_entry(DiskFacts(final), entry, overwrite=self.settings.overwrite)
+        if plan.action == "hash":
+            assert entry.checksum is not None
+            verified = await asyncio.to_thread(entry.checksum.matches_file, paths.final)
+            final = dataclasses.replace(final, verified=verified)
+            plan = plan_entry(
+                DiskFacts(final), entry, overwrite=self.settings.overwrite
+            )
+        if plan.action == "blocked":
             msg = f"{paths.final} is a directory; move it out of the way"
             raise StorageError(msg)
-        if found is None or self.settings.overwrite:
-            return None
-        complete = (entry.size is None or found.st_size == entry.size) and (
-            entry.checksum is None
-            or await asyncio.to_thread(
-                storage.hashes_match, paths.final, entry.checksum
-            )
-        )
-        if not complete:
+        if plan.action != "complete":
             return None
         return Result(
             entry,
@@ -361,20 +365,20 @@ class Downloader:
         *,
         no_part: bool = False,
     ) -> Result:
-        urls = list(entry.urls)
+        """Try the file until it is in place or has had its tries (``RetryState``)."""
         fetch = FileFetch(self._context(), key, entry, paths, lock, no_part=no_part)
-        tally = fetch.tally
-        attempts = failures = turn = 0
-        free_restart = True
+        mirrors = MirrorSet(entry.urls)
+        tries = RetryState(self.settings.retries)
+        attempts = 0
         while True:
             attempts += 1
-            url = urls[turn % len(urls)]
+            url = mirrors.current
             try:
                 size, verified = await fetch.attempt(url)
                 return Result(
                     entry,
                     "downloaded",
-                    bytes=tally.bytes,
+                    bytes=fetch.tally.bytes,
                     size=size,
                     elapsed_s=time.monotonic() - began,
                     attempts=attempts,
@@ -382,10 +386,7 @@ class Downloader:
                 )
             except (storage.PartBusy, LookAgain) as exc:
                 attempts -= 1  # no try: the file turned out to be another's
-                if isinstance(exc, storage.PartBusy):
-                    await self._wait_for(key, entry, lock, exc)
-                now = storage.stat_or_none(paths.final_name)
-                done = await self._complete(entry, paths, began, now)
+                done = await self._after_another(key, entry, paths, began, lock, exc)
                 if done is not None:
                     return done
                 continue
@@ -395,47 +396,64 @@ class Downloader:
             except OSError as exc:  # disk trouble not yet named: fail this file only
                 error = StorageError(f"{paths.final}: {exc.strerror or exc}")
                 break
-            except ResumeRejected as exc:
-                error, retry_after = exc, None
-                tally.forget()  # the bytes were thrown away: start counting anew
-                log.info("%s: %s; restarting from zero", entry.path, exc)
-                if free_restart:  # the bytes are gone; starting over is no failure
-                    free_restart = False
-                    continue
-                failures += 1
-            except IntegrityError as exc:
-                error, retry_after = exc, None
-                tally.forget()
-                failures += 1
-            except TransferError as exc:
+            except (IntegrityError, TransferError) as exc:
                 error = exc
-                retry_after = getattr(exc, "retry_after", None)
-                if not exc.retryable:
-                    urls.remove(url)
-                    if not urls:
-                        break
-                    continue  # straight on to the next mirror
-                if not tally.progressed():  # bytes had before are no progress
-                    failures += 1
-                    turn += 1  # a mirror may do better; one that moves is kept
-            # non-retryable errors left the loop above; these may be tried again
-            if not should_retry(
-                retryable=True, failures=failures, retries=self.settings.retries
-            ):
+                left = _next_try(exc, url, mirrors, tries, fetch.tally)
+                if isinstance(exc, ResumeRejected):
+                    log.info("%s: %s; restarting from zero", entry.path, exc)
+            if left[0] is None or left[1] is None:
                 break
-            delay = backoff_delay(
-                max(failures, 1), retry_after, base=self.settings.retry_wait
-            )
-            log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)
-            await asyncio.sleep(delay)
+            mirrors, tries = left[0], left[1]
+            if tries.wait:
+                retry_after = getattr(error, "retry_after", None)
+                delay = tries.delay(retry_after, base=self.settings.retry_wait)
+                log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)
+                await asyncio.sleep(delay)
         return Result(
             entry,
             "failed",
-            bytes=tally.bytes,
+            bytes=fetch.tally.bytes,
             elapsed_s=time.monotonic() - began,
             attempts=attempts,
             error=str(error),
         )
+
+    async def _after_another(
+        self,
+        key: int,
+        entry: Entry,
+        paths: FilePaths,
+        began: float,
+        lock: storage.LazyLock,
+        exc: storage.PartBusy | LookAgain,
+    ) -> Result | None:
+        """Another process holds the file (wait for it) or published it (look)."""
+        if isinstance(exc, storage.PartBusy):
+            await self._wait_for(key, entry, lock, exc)
+        now = storage.stat_or_none(paths.final_name)
+        return await self._complete(entry, paths, began, now)
+
+
+def _next_try(
+    error: IntegrityError | TransferError,
+    url: str,
+    mirrors: MirrorSet,
+    tries: RetryState,
+    tally: Tally,
+) -> tuple[MirrorSet | None, RetryState | None]:
+    """After a failed try at ``url``: the URLs and tries left (None: it failed)."""
+    if isinstance(error, ResumeRejected):
+        tally.forget()  # the bytes were thrown away: start counting anew
+        return mirrors, tries.after_restart()
+    if isinstance(error, IntegrityError):
+        tally.forget()
+        return mirrors, tries.after_failure(progressed=False)
+    if not error.retryable:  # final for this URL: straight on to the next mirror
+        return mirrors.drop(url), tries.at_once()
+    if tally.progressed():  # bytes had before are no progress
+        return mirrors, tries.after_failure(progressed=True)
+    # a mirror may do better; one that moves is kept
+    return mirrors.rotate(), tries.after_failure(progressed=False)
 
 
 def _failed(entry: Entry, began: float, exc: BaseException) -> Result:

@@ -13,28 +13,31 @@ from ._commit import GroupSync, NoTmpfile, publish_fresh, publish_small
 from ._exceptions import (
     ConnectionLost,
     HTTPStatusError,
-    IntegrityError,
     ResumeRejected,
     TransferError,
 )
 from ._integrity import hash_file
 from ._models import Entry
 from ._policy import (
+    Answer,
     CallerHeaders,
+    Plan,
+    announced_mismatch,
     ask_entry_again,
-    can_resume,
     expected_total,
+    integrity_error,
     pick_validator,
+    plan_part,
     resume_headers,
     resume_offset,
-    segments_resumable,
+    splittable,
     unsatisfiable_resume,
 )
 from ._progress import ProgressSink
 from ._ratelimit import RateLimiter
 from ._segments import Segment, SegmentedDownload
 from ._storage import FilePaths, ResumeState
-from ._transfer import Answer, Environment, Session, Stream, open_stream
+from ._transfer import Environment, Session, Stream, open_stream
 
 SMALL_FILE = 1024 * 1024  # bodies up to this size are held, then written at once
 
@@ -137,7 +140,27 @@ class FileFetch:
             raise LookAgain
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
-        entry, paths = self.entry, self.paths
+        on_disk, state, plan = self._look()
+        if plan.action == "resume" and plan.kind != "stream":
+            assert state is not None
+            if plan.kind == "split":
+                return await self._segmented(state, None, url)
+            return await self._finish(plan.have, None, url)  # killed before rename
+        have = plan.have if plan.action == "resume" else 0
+        try:
+            return await self._stream(url, have, state, had_part=on_disk >= 0)
+        except HTTPStatusError as exc:
+            if exc.status == 416 and have:  # nothing after our bytes: why not?
+                await asyncio.to_thread(storage.discard, self.paths)
+                announced = state.size if state is not None else None
+                raise unsatisfiable_resume(
+                    have, announced, exc.complete_length, url=url
+                ) from exc
+            raise
+
+    def _look(self) -> tuple[int, ResumeState | None, Plan]:
+        """The part as it is now (-1: none), its state, and what to do with it."""
+        paths = self.paths
         # -1: no part, so no state either. The caller's look an instant ago
         # holds for the first try: a part begun since then is another
         # process's, and _claim meets its lock before this try writes a part
@@ -147,63 +170,47 @@ class FileFetch:
         if on_disk >= 0 and not self.lock.held:  # it appeared since the first look
             self._claim()
             on_disk = storage.part_size(paths.part_name)  # as the holder left it
-        have = max(on_disk, 0)
-        state = storage.load_state(paths.state) if have else None
-        if have and not can_resume(
-            have,
-            state.validator if state else None,
-            saved_url=state.url if state else None,
-            url=url,
-            has_checksum=entry.checksum is not None,
-        ):
-            have = 0
-        if have and state is not None and state.segments is not None:
-            if segments_resumable(have, state.size, state.segments):
-                return await self._segmented(state, None, url)
-            have = 0
-        elif have and state is not None and state.size == have:  # killed before rename
-            return await self._finish(have, None, url)
+        state = storage.load_state(paths.state) if on_disk > 0 else None
+        checksum = self.entry.checksum is not None
+        return on_disk, state, plan_part(on_disk, state, checksum=checksum)
+
+    async def _stream(
+        self, url: str, have: int, state: ResumeState | None, *, had_part: bool
+    ) -> tuple[int, str | None]:
+        """One GET from byte ``have``: a small body, one stream, or a split."""
+        paths, ctx = self.paths, self.ctx
         validator = state.validator if (have and state) else None
-        try:
-            async with open_stream(
-                self.ctx.session,
-                url,
-                self._caller(url),
-                resume_headers(have, validator),
-                self.ctx.env,
-            ) as stream:
-                answer = stream.answer
-                try:
-                    offset = resume_offset(
-                        have,
-                        answer.status,
-                        answer.content_range,
-                        size=state.size if state is not None else None,
-                    )
-                except ResumeRejected:
-                    await asyncio.to_thread(storage.discard, paths)
-                    raise
-                total = expected_total(
-                    offset, answer.content_length, answer.content_range
+        async with open_stream(
+            ctx.session,
+            url,
+            self._caller(url),
+            resume_headers(have, validator),
+            ctx.env,
+        ) as stream:
+            answer = stream.answer
+            try:
+                offset = resume_offset(
+                    have,
+                    answer.status,
+                    answer.content_range,
+                    size=state.size if state is not None else None,
                 )
-                self._check_announced(total, url)
-                if offset == 0 and total is not None and total <= SMALL_FILE:
-                    return await self._small(stream, total, had_part=on_disk >= 0)
-                self._claim()  # a part will be written
-                if total is not None and self._splittable(answer, offset, total):
-                    state = await asyncio.to_thread(
-                        _begin_segmented, paths, url, answer, total
-                    )
-                    return await self._segmented(state, stream, url)
-                size, digest = await self._one_stream(stream, offset, total)
-        except HTTPStatusError as exc:
-            if exc.status == 416 and have:  # nothing after our bytes: why not?
+            except ResumeRejected:
                 await asyncio.to_thread(storage.discard, paths)
-                announced = state.size if state is not None else None
-                raise unsatisfiable_resume(
-                    have, announced, exc.complete_length, url=url
-                ) from exc
-            raise
+                raise
+            total = expected_total(offset, answer.content_length, answer.content_range)
+            mismatch = announced_mismatch(self.entry, total, url)
+            if mismatch is not None:
+                raise mismatch
+            if offset == 0 and total is not None and total <= SMALL_FILE:
+                return await self._small(stream, total, had_part=had_part)
+            self._claim()  # a part will be written
+            if total is not None and self._splittable(answer, offset, total):
+                state = await asyncio.to_thread(
+                    _begin_segmented, paths, url, answer, total
+                )
+                return await self._segmented(state, stream, url)
+            size, digest = await self._one_stream(stream, offset, total)
         if total is not None and size != total:
             raise _cut_short(size, total, url)
         return await self._finish(size, digest, url)
@@ -252,21 +259,13 @@ class FileFetch:
         self.ctx.progress.file_advanced(self.key, n)
 
     def _splittable(self, answer: Answer, offset: int, total: int) -> bool:
-        """Split a fresh file of known size that the server can serve in ranges.
-
-        A 206, or a 200 saying ``Accept-Ranges: bytes``; every extra segment's
-        answer is then checked strictly, so a server that claims ranges but
-        cannot serve them only costs a restart on one stream. As for resuming,
-        a validator or a checksum is required: without either, a file that
-        changes on the server would be spliced from two versions.
-        """
-        validator = pick_validator(answer.etag, answer.last_modified)
-        return (
-            self.may_split
-            and offset == 0
-            and (answer.status == 206 or answer.accepts_ranges)
-            and total >= 2 * self.ctx.min_split_size
-            and (validator is not None or self.entry.checksum is not None)
+        return splittable(
+            answer,
+            offset,
+            total,
+            allowed=self.may_split,
+            min_split_size=self.ctx.min_split_size,
+            checksum=self.entry.checksum is not None,
         )
 
     def _in_memory(self) -> bool:
@@ -413,32 +412,11 @@ class FileFetch:
         await asyncio.to_thread(storage.publish, paths)
         return size, str(checksum) if checksum else None
 
-    def _check_announced(self, total: int | None, url: str) -> None:
-        expected = self.entry.size
-        if expected is not None and total is not None and total != expected:
-            msg = f"server announces {total} bytes, the manifest says {expected}"
-            raise TransferError(msg, url=url, retryable=False)
-
 
 def _cut_short(at: int, total: int | None, url: str) -> ConnectionLost:
     """The body stopped early: say where, so the user sees how far it got."""
     of = f" of {total:,}" if total is not None else ""
     return ConnectionLost(f"body cut short at byte {at:,}{of} from {url}", url=url)
-
-
-def integrity_error(
-    entry: Entry, size: int, digest: str | None, url: str
-) -> IntegrityError | None:
-    """The mismatch between the bytes and the manifest, if any (size first)."""
-    if entry.size is not None and size != entry.size:
-        what = "size"
-        return IntegrityError(what, expected=str(entry.size), actual=str(size), url=url)
-    checksum = entry.checksum
-    if checksum is not None and digest is not None and digest != checksum.hexdigest:
-        what = "checksum"
-        actual = f"{checksum.algorithm}:{digest}"
-        return IntegrityError(what, expected=str(checksum), actual=actual, url=url)
-    return None
 
 
 def _begin(paths: FilePaths, url: str, answer: Answer, total: int | None) -> None:

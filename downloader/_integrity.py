@@ -69,6 +69,10 @@ class Checksum:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hexdigest}"
 
+    def matches_file(self, path: Path) -> bool:
+        """Does the file at ``path`` have this digest? Blocking: hashes it all."""
+        return hash_file(path, self).hexdigest() == self.hexdigest
+
 
 def hash_file(path: Path, checksum: Checksum, *, limit: int | None = None) -> Hasher:
     """Hash a file (or its first ``limit`` bytes); blocking, run it in a thread."""

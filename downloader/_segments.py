@@ -20,10 +20,10 @@ from . import _storage as storage
 from ._budget import ConnectionBudget
 from ._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
 from ._integrity import Checksum, Hasher, hash_range
-from ._policy import ContentRange
+from ._policy import check_range_answer, is_etag
 from ._settings import FAST_ENOUGH
 from ._storage import FilePaths, PartWriter, ResumeState
-from ._transfer import Answer, Stream
+from ._transfer import Stream
 
 CHECKPOINT_EVERY = 0.25  # seconds: a kill loses at most this much per connection
 # A connection at least FAST_ENOUGH is left alone (see _policy), judged first on
@@ -78,31 +78,6 @@ def contiguous_prefix(segments: list[Segment]) -> int:
     return at
 
 
-def check_range_answer(
-    answer: Answer, start: int, end: int, size: int, etag: str | None
-) -> None:
-    """Refuse any answer to ``bytes=start-end`` but exactly that range of this file.
-
-    Raises
-    ------
-    ResumeRejected
-        Wrong status, range, total, or a changed ETag: nothing may be written.
-    """
-    cr: ContentRange | None = answer.content_range
-    if answer.status != 206 or cr is None:
-        msg = f"asked for bytes {start}-{end}, got status {answer.status}"
-        raise ResumeRejected(msg, url=answer.url)
-    if (cr.start, cr.end, cr.total) != (start, end, size):
-        msg = (
-            f"asked for bytes {start}-{end}/{size}, "
-            f"got {cr.start}-{cr.end}/{cr.total if cr.total is not None else '*'}"
-        )
-        raise ResumeRejected(msg, url=answer.url)
-    if etag and answer.etag and answer.etag != etag:
-        msg = f"the file changed on the server (ETag {etag} -> {answer.etag})"
-        raise ResumeRejected(msg, url=answer.url)
-
-
 class SegmentedDownload:
     """Drives the segments of one file until all are on disk; returns the digest."""
 
@@ -127,7 +102,7 @@ class SegmentedDownload:
         self.url = url
         self.size = size
         self.validator = validator
-        self.etag = validator if validator and validator.startswith('"') else None
+        self.etag = validator if is_etag(validator) else None
         self.split = split
         self.min_size = min_size
         self.budget = budget

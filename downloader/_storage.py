@@ -18,7 +18,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; parts are not locked there
     fcntl = None  # type: ignore[assignment]
-from ._integrity import Checksum, Hasher, hash_file
+from ._integrity import Hasher
 from ._progress import format_bytes
 
 STATE_VERSION = 2
@@ -402,27 +402,6 @@ def prepare_part(paths: FilePaths, offset: int) -> None:
     except OSError as exc:
         msg = f"cannot write {paths.part}: {exc.strerror}"
         raise StorageError(msg) from exc
-
-
-def hashes_match(path: Path, checksum: Checksum) -> bool:
-    """Does the file's digest match? Blocking (hashes it all): run in a thread."""
-    return hash_file(path, checksum).hexdigest() == checksum.hexdigest
-
-
-def matches(path: Path, size: int | None, checksum: Checksum | None) -> bool | None:
-    """Does the file at ``path`` hold what is expected? None: nothing to check.
-
-    Blocking (it may hash the whole file): run it in a thread.
-    """
-    try:
-        actual = path.stat().st_size
-    except FileNotFoundError:
-        return False
-    if size is not None and actual != size:
-        return False
-    if checksum is not None:
-        return hash_file(path, checksum).hexdigest() == checksum.hexdigest
-    return True if size is not None else None
 
 
 def publish(paths: FilePaths) -> None:

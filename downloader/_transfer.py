@@ -9,7 +9,6 @@ import os
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urljoin, urlsplit
@@ -18,8 +17,8 @@ import aiohttp
 
 from ._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferError
 from ._policy import (
+    Answer,
     CallerHeaders,
-    ContentRange,
     merge_headers,
     netrc_may_go,
     parse_complete_length,
@@ -135,19 +134,6 @@ def _load_netrc() -> netrc.netrc | None:
         return netrc.netrc(path)
     except (OSError, netrc.NetrcParseError):
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a response said about its body, as plain data for the decisions."""
-
-    url: str  # after redirects
-    status: int
-    content_length: int | None
-    content_range: ContentRange | None
-    etag: str | None
-    last_modified: str | None
-    accepts_ranges: bool = False  # "Accept-Ranges: bytes" was sent
 
 
 class Stream:

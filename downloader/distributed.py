@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DownloadError
-from ._local import inspect_all
+from ._offline import inspect_all
 from ._models import Report, Result
 from ._settings import Settings, settings_from
 from ._shard import Shard

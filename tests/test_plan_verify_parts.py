@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from downloader._local import held_bytes, inspect
+from downloader._offline import inspect
+from downloader._policy import held_bytes
 from downloader._models import Entry
 from downloader._progress import format_bytes
 from downloader._storage import FilePaths, ResumeState, save_state

@@ -12,10 +12,11 @@ import pytest
 
 from downloader._exceptions import ResumeRejected, TransferError
 from downloader._policy import (
-    BACKOFF_BASE,
     BACKOFF_CAP,
     RETRY_AFTER_CAP,
     ContentRange,
+    MirrorSet,
+    RetryState,
     backoff_delay,
     can_resume,
     expected_total,
@@ -27,11 +28,11 @@ from downloader._policy import (
     pick_validator,
     resume_headers,
     resume_offset,
-    should_retry,
     unsatisfiable_resume,
     url_parts,
 )
 from downloader._ratelimit import RateLimiter
+from downloader._settings import BACKOFF_BASE
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ETAG = '"abc123"'
@@ -162,9 +163,7 @@ def test_can_resume(
     has_checksum: bool,
     expected: bool,
 ) -> None:
-    got = can_resume(
-        have, validator, saved_url=saved_url, url=URL, has_checksum=has_checksum
-    )
+    got = can_resume(have, validator, saved_url=saved_url, has_checksum=has_checksum)
     assert got is expected
 
 
@@ -454,24 +453,75 @@ def test_backoff_delay_honours_retry_after(
         assert low <= delay <= high
 
 
-# --- should_retry ------------------------------------------------------------
+# --- RetryState and MirrorSet ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("retryable", "failures", "retries", "expected"),
+    ("failures", "retries", "progressed", "expected"),
     [
-        pytest.param(True, 1, 3, True, id="first-failure"),
-        pytest.param(True, 3, 3, True, id="last-allowed"),
-        pytest.param(True, 4, 3, False, id="budget-spent"),
-        pytest.param(True, 1, 0, False, id="no-retries"),
-        pytest.param(False, 1, 3, False, id="not-retryable"),
+        pytest.param(0, 3, False, 1, id="first-failure"),
+        pytest.param(2, 3, False, 3, id="last-allowed"),
+        pytest.param(3, 3, False, None, id="budget-spent"),
+        pytest.param(0, 0, False, None, id="no-retries"),
+        pytest.param(3, 3, True, 3, id="progress-costs-nothing"),
+        pytest.param(0, 0, True, 0, id="progress-with-no-retries"),
     ],
 )
-def test_should_retry(
-    retryable: bool, failures: int, retries: int, expected: bool
+def test_retry_state_after_a_failure(
+    failures: int, retries: int, progressed: bool, expected: int | None
 ) -> None:
-    got = should_retry(retryable=retryable, failures=failures, retries=retries)
-    assert got is expected
+    before = RetryState(retries, failures=failures)
+    after = before.after_failure(progressed=progressed)
+    assert (after.failures if after is not None else None) == expected
+    assert before.failures == failures  # a value: never changed
+    assert after is None or after.wait
+
+
+def test_the_first_rejected_resume_is_free_and_at_once() -> None:
+    first = RetryState(0).after_restart()
+    assert first is not None
+    assert (first.failures, first.free_restart, first.wait) == (0, False, False)
+    assert first.after_restart() is None  # the second costs a retry: none left
+    second = RetryState(1, free_restart=False).after_restart()
+    assert second is not None
+    assert (second.failures, second.wait) == (1, True)
+
+
+def test_another_mirror_goes_at_once_and_costs_no_retry() -> None:
+    tries = RetryState(2, failures=1).at_once()
+    assert (tries.failures, tries.wait) == (1, False)
+
+
+def test_retry_delay_grows_and_honours_retry_after() -> None:
+    rng = random.Random(0)
+    assert RetryState(5).delay(base=1.0, rng=rng) <= 1.0  # 0 failures: as 1
+    assert 4.0 <= RetryState(5, failures=4).delay(base=1.0, rng=rng) <= 8.0
+    assert RetryState(5, failures=1).delay(30.0, base=1.0, rng=rng) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("urls", "turns", "expected"),
+    [
+        pytest.param(("a",), 0, "a", id="one"),
+        pytest.param(("a",), 3, "a", id="one-rotated"),
+        pytest.param(("a", "b", "c"), 1, "b", id="next"),
+        pytest.param(("a", "b", "c"), 3, "a", id="round"),
+    ],
+)
+def test_mirror_set_rotates(urls: tuple[str, ...], turns: int, expected: str) -> None:
+    mirrors = MirrorSet(urls)
+    for _ in range(turns):
+        mirrors = mirrors.rotate()
+    assert mirrors.current == expected
+
+
+def test_mirror_set_drops_a_url_and_ends_with_the_last() -> None:
+    mirrors = MirrorSet(("a", "b", "c"), turn=1)
+    dropped = mirrors.drop("b")
+    assert dropped is not None
+    assert (dropped.urls, dropped.current) == (("a", "c"), "c")  # b's turn passes on
+    last = MirrorSet(("a",)).drop("a")
+    assert last is None
 
 
 # --- RateLimiter -------------------------------------------------------------

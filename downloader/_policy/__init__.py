@@ -1,0 +1,97 @@
+"""The rules of the house: pure decisions, no I/O, no asyncio (h11's ``_state.py``).
+
+Rule 1: every decision about bytes, URLs, headers, retries and resumption is
+made here, once, as a function of plain data, and is table-tested
+(``tests/test_policy.py``, ``tests/test_plan.py``). The engine, the storage
+and the HTTP wings gather facts and carry out the answers.
+
+- ``urls.py``     origins and host keys, cached per ``scheme://netloc``
+- ``headers.py``  the one credential rule (``headers_for``), header merging
+- ``answers.py``  ``Answer`` and what a response alone says: ranges, validators
+- ``resume.py``   ``plan_entry``: skip, replace, resume (how), restart, new;
+                  checks of resumed answers and of the bytes against the manifest
+- ``retry.py``    ``RetryState``, ``MirrorSet``, backoff, ``Retry-After``
+"""
+
+from __future__ import annotations
+
+from .answers import (
+    Answer,
+    ContentRange,
+    ask_entry_again,
+    check_range_answer,
+    expected_total,
+    is_etag,
+    parse_complete_length,
+    parse_content_range,
+    pick_validator,
+    unsupported_transfer_coding,
+)
+from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
+from .resume import (
+    DiskFacts,
+    FinalFacts,
+    Plan,
+    SavedState,
+    announced_mismatch,
+    can_resume,
+    held_bytes,
+    integrity_error,
+    plan_entry,
+    plan_part,
+    resume_headers,
+    resume_offset,
+    segments_resumable,
+    splittable,
+    unsatisfiable_resume,
+)
+from .retry import (
+    BACKOFF_CAP,
+    RETRY_AFTER_CAP,
+    MirrorSet,
+    RetryState,
+    backoff_delay,
+    parse_retry_after,
+)
+from .urls import host_key, origin_of, url_parts
+
+__all__ = [
+    "BACKOFF_CAP",
+    "RETRY_AFTER_CAP",
+    "Answer",
+    "CallerHeaders",
+    "ContentRange",
+    "DiskFacts",
+    "FinalFacts",
+    "MirrorSet",
+    "Plan",
+    "RetryState",
+    "SavedState",
+    "announced_mismatch",
+    "ask_entry_again",
+    "backoff_delay",
+    "can_resume",
+    "check_range_answer",
+    "expected_total",
+    "headers_for",
+    "held_bytes",
+    "host_key",
+    "integrity_error",
+    "is_etag",
+    "merge_headers",
+    "netrc_may_go",
+    "origin_of",
+    "parse_complete_length",
+    "parse_content_range",
+    "parse_retry_after",
+    "pick_validator",
+    "plan_entry",
+    "plan_part",
+    "resume_headers",
+    "resume_offset",
+    "segments_resumable",
+    "splittable",
+    "unsatisfiable_resume",
+    "unsupported_transfer_coding",
+    "url_parts",
+]
