@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._exceptions import ManifestError
-from ._offline import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
+from ._offline import Verdict, inspect_all
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
 from ._settings import Settings
 from ._shard import Shard

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ._engine import Downloader
-from ._offline import inspect
 from ._manifest import iter_manifest
 from ._models import Entry, Report
+from ._offline import inspect
 from ._progress import LogProgress, ProgressSink, TqdmProgress, format_bytes
 from .testing import Faults, FileServer, make_bytes
 

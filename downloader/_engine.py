@@ -16,7 +16,6 @@ from typing import Unpack
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
-from ._commit import GroupSync
 from ._exceptions import (
     DownloadError,
     DownloadFailed,
@@ -33,7 +32,7 @@ from ._ratelimit import RateLimiter
 from ._settings import Options, Settings, settings_from
 from ._shard import ShardLike
 from ._sources import EntriesLike, Sources
-from ._storage import FilePaths, InsideCheck
+from ._storage import FilePaths, GroupSync, InsideCheck
 from ._tls import client_context
 from ._transfer import Environment, Session, make_session
 from ._types import StrPath

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from . import _storage as storage
 from ._budget import ConnectionBudget
-from ._commit import GroupSync, NoTmpfile, publish_fresh, publish_small
 from ._exceptions import (
     ConnectionLost,
     HTTPStatusError,
@@ -26,7 +25,6 @@ from ._policy import (
     ask_entry_again,
     expected_total,
     integrity_error,
-    pick_validator,
     plan_part,
     resume_headers,
     resume_offset,
@@ -36,7 +34,14 @@ from ._policy import (
 from ._progress import ProgressSink
 from ._ratelimit import RateLimiter
 from ._segments import Segment, SegmentedDownload
-from ._storage import FilePaths, ResumeState
+from ._storage import (
+    FilePaths,
+    GroupSync,
+    NoTmpfile,
+    ResumeState,
+    publish_fresh,
+    publish_small,
+)
 from ._transfer import Environment, Session, Stream, open_stream
 
 SMALL_FILE = 1024 * 1024  # bodies up to this size are held, then written at once
@@ -151,7 +156,7 @@ class FileFetch:
             return await self._stream(url, have, state, had_part=on_disk >= 0)
         except HTTPStatusError as exc:
             if exc.status == 416 and have:  # nothing after our bytes: why not?
-                await asyncio.to_thread(storage.discard, self.paths)
+                await asyncio.to_thread(storage.forget, self.paths)
                 announced = state.size if state is not None else None
                 raise unsatisfiable_resume(
                     have, announced, exc.complete_length, url=url
@@ -196,7 +201,7 @@ class FileFetch:
                     size=state.size if state is not None else None,
                 )
             except ResumeRejected:
-                await asyncio.to_thread(storage.discard, paths)
+                await asyncio.to_thread(storage.forget, paths)
                 raise
             total = expected_total(offset, answer.content_length, answer.content_range)
             mismatch = announced_mismatch(self.entry, total, url)
@@ -207,7 +212,7 @@ class FileFetch:
             self._claim()  # a part will be written
             if total is not None and self._splittable(answer, offset, total):
                 state = await asyncio.to_thread(
-                    _begin_segmented, paths, url, answer, total
+                    storage.start_split, paths, url, answer, total
                 )
                 return await self._segmented(state, stream, url)
             size, digest = await self._one_stream(stream, offset, total)
@@ -221,7 +226,9 @@ class FileFetch:
         """Append the body at ``offset``, hashing as it passes."""
         entry, paths = self.entry, self.paths
         if offset == 0:
-            await asyncio.to_thread(_begin, paths, self._asked, stream.answer, total)
+            await asyncio.to_thread(
+                storage.start_fresh, paths, self._asked, stream.answer, total
+            )
         elif total is not None:  # a resume: room for the rest
             await asyncio.to_thread(storage.check_room, paths, total - offset)
         hasher = None
@@ -335,7 +342,7 @@ class FileFetch:
             digest = await download.run(first)
         except ResumeRejected:
             self.may_split = False  # restart on one stream: ranges cannot be trusted
-            await asyncio.to_thread(storage.discard, self.paths)
+            await asyncio.to_thread(storage.forget, self.paths)
             raise
         return await self._finish(state.size, digest, url)
 
@@ -360,7 +367,12 @@ class FileFetch:
         except TransferError as exc:
             if chunks and self._may_claim():
                 await asyncio.to_thread(
-                    _keep_partial, self.paths, self._asked, stream.answer, total, chunks
+                    storage.keep_partial,
+                    self.paths,
+                    self._asked,
+                    stream.answer,
+                    total,
+                    chunks,
                 )
             if isinstance(exc, ConnectionLost):
                 raise _cut_short(size, total, url) from exc
@@ -407,7 +419,7 @@ class FileFetch:
             ).hexdigest()
         error = integrity_error(self.entry, size, digest, url)
         if error is not None:
-            await asyncio.to_thread(storage.discard, paths)
+            await asyncio.to_thread(storage.forget, paths)
             raise error
         await asyncio.to_thread(storage.publish, paths)
         return size, str(checksum) if checksum else None
@@ -417,47 +429,3 @@ def _cut_short(at: int, total: int | None, url: str) -> ConnectionLost:
     """The body stopped early: say where, so the user sees how far it got."""
     of = f" of {total:,}" if total is not None else ""
     return ConnectionLost(f"body cut short at byte {at:,}{of} from {url}", url=url)
-
-
-def _begin(paths: FilePaths, url: str, answer: Answer, total: int | None) -> None:
-    """Start from zero: empty the part first, then record who sends the bytes.
-
-    The state names ``url``, the URL asked (not where it redirected): a resume
-    starts there again.
-
-    In this order a crash in between leaves an empty part, never old bytes
-    under a new validator.
-    """
-    if total is not None:
-        storage.check_room(paths, total, reclaimed=storage.allocated(paths.part))
-    storage.prepare_part(paths, 0)
-    validator = pick_validator(answer.etag, answer.last_modified)
-    storage.save_state(paths.state, ResumeState(url, validator, total))
-
-
-def _begin_segmented(
-    paths: FilePaths, url: str, answer: Answer, total: int
-) -> ResumeState:
-    """A fresh segmented file: forget old state first, then start an empty part.
-
-    In this order a crash never leaves old bytes beside a state that claims
-    some of them were downloaded. The part is not sized to ``total``: the
-    length is only the server's claim, and the segments extend the file as
-    their bytes arrive.
-    """
-    storage.check_room(paths, total, reclaimed=storage.allocated(paths.part))
-    with contextlib.suppress(FileNotFoundError):
-        paths.state.unlink()
-    storage.prepare_part(paths, 0)
-    validator = pick_validator(answer.etag, answer.last_modified)
-    state = ResumeState(url, validator, total, ((0, 0, total),))
-    storage.save_state(paths.state, state)
-    return state
-
-
-def _keep_partial(
-    paths: FilePaths, url: str, answer: Answer, total: int, chunks: list[bytes]
-) -> None:
-    """A small body that broke off: keep what arrived as an ordinary part."""
-    _begin(paths, url, answer, total)
-    storage.write_at(paths.part, chunks, 0)

@@ -1,4 +1,4 @@
-"""Plan and verify: what is on disk for each entry, decided by ``plan_entry``, no network."""
+"""Plan and verify: what is on disk for each entry, per ``plan_entry``; no network."""
 
 from __future__ import annotations
 

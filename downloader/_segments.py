@@ -333,7 +333,7 @@ class SegmentedDownload:
             return
         state = ResumeState(self.url, self.validator, self.size, snapshot)
         with contextlib.suppress(StorageError):
-            await asyncio.to_thread(storage.sync_and_save, self.paths, state)
+            await asyncio.to_thread(storage.checkpoint, self.paths, state)
             self._saved_snapshot = snapshot
 
     def _hash_ahead(self) -> None:

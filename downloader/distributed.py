@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DownloadError
-from ._offline import inspect_all
 from ._models import Report, Result
+from ._offline import inspect_all
 from ._settings import Settings, settings_from
 from ._shard import Shard
 from ._shard_task import run_shard

@@ -69,17 +69,17 @@ def file_sha256(path: Path) -> str:
 
 def count_flushes(monkeypatch: pytest.MonkeyPatch, every: int) -> list[int]:
     """Flush parts every ``every`` bytes; the list gets each flushed part's size."""
-    from downloader import _storage
+    from downloader._storage import writer
 
     flushed: list[int] = []
-    real = _storage._datasync_quietly
+    real = writer._datasync_quietly
 
     def counting(path: Path) -> None:
         flushed.append(path.stat().st_size)
         real(path)
 
-    monkeypatch.setattr(_storage, "FLUSH_EVERY", every)
-    monkeypatch.setattr(_storage, "_datasync_quietly", counting)
+    monkeypatch.setattr(writer, "FLUSH_EVERY", every)
+    monkeypatch.setattr(writer, "_datasync_quietly", counting)
     return flushed
 
 

@@ -11,10 +11,19 @@ from pathlib import Path
 import pytest
 
 from downloader import Checksum, Downloader, Entry, _storage
-from downloader._commit import GroupSync, NoTmpfile, publish_fresh, publish_small
 from downloader._exceptions import StorageError
-from downloader._filesystems import filesystem_at, kept_in_memory, parse_mountinfo
-from downloader._storage import FilePaths
+from downloader._storage import FilePaths, lock, writer
+from downloader._storage.commit import (
+    GroupSync,
+    NoTmpfile,
+    publish_fresh,
+    publish_small,
+)
+from downloader._storage.filesystems import (
+    filesystem_at,
+    kept_in_memory,
+    parse_mountinfo,
+)
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
@@ -230,7 +239,7 @@ def _count_locks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         taken.append(paths.final_name)
         return real(paths)
 
-    monkeypatch.setattr(_storage, "PartLock", counting)
+    monkeypatch.setattr(lock, "PartLock", counting)  # LazyLock makes them there
     return taken
 
 
@@ -370,7 +379,7 @@ async def test_ranges_write_in_small_batches(
         real(self, batch, offset)
 
     monkeypatch.setattr(_storage.PartWriter, "_write_batch", noting)
-    monkeypatch.setattr(_storage, "SLOW_GAP", 10.0)  # batch by size, not by pace
+    monkeypatch.setattr(writer, "SLOW_GAP", 10.0)  # batch by size, not by pace
     async with Downloader(tmp_path, split=4, min_split_size=1_000_000) as dl:
         dl._syncs = GroupSync(ON_DISK)
         report = await dl.download([Entry(origin.url("r.bin"), "r.bin")])

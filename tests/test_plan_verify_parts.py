@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from downloader._models import Entry
 from downloader._offline import inspect
 from downloader._policy import held_bytes
-from downloader._models import Entry
 from downloader._progress import format_bytes
 from downloader._storage import FilePaths, ResumeState, save_state
 from downloader.testing import Faults, FileServer, make_bytes

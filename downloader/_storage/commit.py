@@ -17,10 +17,12 @@ import contextlib
 import errno
 import os
 
-from ._exceptions import StorageError
-from ._filesystems import Filesystems
-from ._integrity import Checksum
-from ._storage import FilePaths, make_folder, publish_renamed, write_all
+from .._exceptions import StorageError
+from .._integrity import Checksum
+from .filesystems import Filesystems
+from .fs import make_folder, write_all
+from .paths import FilePaths
+from .state import rename_into_place
 
 
 class GroupSync:
@@ -149,7 +151,7 @@ async def publish_small(
     except OSError as exc:
         msg = f"cannot write {paths.part}: {exc.strerror}"
         raise StorageError(msg) from exc
-    publish_renamed(paths, had_state=had_part)
+    rename_into_place(paths, had_state=had_part)
     return digest
 
 
