@@ -8,7 +8,7 @@ import netrc
 import os
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TypeAlias
 from urllib.parse import urljoin, urlsplit
@@ -193,26 +193,91 @@ class translated:
             raise _translate(exc, self.url) from exc
 
 
-def _translate(exc: BaseException, url: str) -> TransferError:
-    """Our error for one of aiohttp's (or a timeout)."""
-    if isinstance(exc, TimeoutError):  # first: aiohttp's timeouts are ClientErrors
-        return ReadTimeout(f"no data for too long from {url}", url=url)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ConnectionLost(f"body cut short from {url}", url=url)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        msg = f"TLS certificate rejected for {url}: {exc}"
-        return TransferError(msg, url=url, retryable=False)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return TransferError(f"TLS failed for {url}: {exc}", url=url, retryable=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):  # before ClientOSError, its base
-        why = exc.os_error.strerror or exc.os_error
-        return ConnectionLost(f"cannot connect to {url}: {why}", url=url)
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
-        return ConnectionLost(f"connection lost to {url}: {exc}", url=url)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return TransferError(f"invalid URL {url}", url=url, retryable=False)
+def _timed_out(exc: BaseException, url: str) -> TransferError:
+    return ReadTimeout(f"no data for too long from {url}", url=url)
+
+
+def _cut_short(exc: BaseException, url: str) -> TransferError:
+    return ConnectionLost(f"body cut short from {url}", url=url)
+
+
+def _certificate(exc: BaseException, url: str) -> TransferError:
+    msg = f"TLS certificate rejected for {url}: {exc}"
+    return TransferError(msg, url=url, retryable=False)
+
+
+def _tls(exc: BaseException, url: str) -> TransferError:
+    return TransferError(f"TLS failed for {url}: {exc}", url=url, retryable=False)
+
+
+def _no_connection(exc: BaseException, url: str) -> TransferError:
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    why = exc.os_error.strerror or exc.os_error
+    return ConnectionLost(f"cannot connect to {url}: {why}", url=url)
+
+
+def _lost(exc: BaseException, url: str) -> TransferError:
+    return ConnectionLost(f"connection lost to {url}: {exc}", url=url)
+
+
+def _bad_url(exc: BaseException, url: str) -> TransferError:
+    return TransferError(f"invalid URL {url}", url=url, retryable=False)
+
+
+def _other(exc: BaseException, url: str) -> TransferError:
     msg = f"{type(exc).__name__} from {url}: {exc}"
     return TransferError(msg, url=url)
+
+
+_ce = aiohttp.client_exceptions
+# Every exception aiohttp's client raises, each mapped on purpose (httpx's
+# test_httpcore_all_exceptions_mapped is the model: tests/test_errors.py fails
+# when aiohttp grows one that is not here). Looked up along the class's MRO, so
+# a subclass aiohttp adds later still gets its base's translation meanwhile.
+TRANSLATIONS: dict[
+    type[BaseException], Callable[[BaseException, str], TransferError]
+] = {
+    TimeoutError: _timed_out,  # aiohttp's timeouts are also ClientErrors: first
+    _ce.ServerTimeoutError: _timed_out,
+    _ce.ConnectionTimeoutError: _timed_out,
+    _ce.SocketTimeoutError: _timed_out,
+    _ce.ClientPayloadError: _cut_short,
+    _ce.ClientConnectorCertificateError: _certificate,
+    _ce.ClientSSLError: _tls,
+    _ce.ClientConnectorSSLError: _tls,
+    _ce.ServerFingerprintMismatch: _tls,  # a pinned certificate differs: final
+    _ce.ClientConnectorError: _no_connection,
+    _ce.ClientConnectorDNSError: _no_connection,
+    _ce.ClientProxyConnectionError: _no_connection,
+    _ce.UnixClientConnectorError: _no_connection,
+    _ce.ServerDisconnectedError: _lost,
+    _ce.ClientOSError: _lost,
+    _ce.ClientConnectionResetError: _lost,
+    _ce.ClientConnectionError: _lost,
+    _ce.ServerConnectionError: _lost,
+    _ce.InvalidURL: _bad_url,
+    _ce.InvalidUrlClientError: _bad_url,
+    _ce.InvalidUrlRedirectClientError: _bad_url,
+    _ce.NonHttpUrlClientError: _bad_url,
+    _ce.NonHttpUrlRedirectClientError: _bad_url,
+    _ce.RedirectClientError: _other,  # we follow redirects ourselves: not expected
+    _ce.ClientResponseError: _other,  # never raise_for_status: not expected
+    _ce.TooManyRedirects: _other,  # likewise
+    _ce.ClientHttpProxyError: _other,  # the proxy refused CONNECT: may pass
+    _ce.ContentTypeError: _other,
+    _ce.WSServerHandshakeError: _other,
+    _ce.UploadAbortedError: _other,
+    _ce.ClientError: _other,
+}
+
+
+def _translate(exc: BaseException, url: str) -> TransferError:
+    """Our error for one of aiohttp's (or a timeout): the nearest mapped class."""
+    for kind in type(exc).__mro__:
+        translate = TRANSLATIONS.get(kind)
+        if translate is not None:
+            return translate(exc, url)
+    return _other(exc, url)
 
 
 @contextlib.asynccontextmanager
