@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ._exceptions import ManifestError
 from ._local import Verdict, inspect_all
-from ._manifest import FORMATS, coerce_entries, spool_stdin
+from ._manifest import (
+    FORMATS,
+    Shard,
+    Sources,
+    coerce_entries,
+    looks_like_url,
+    spool_stdin,
+)
 from ._models import Result, Summary
 from ._policy import DEFAULT_SPLIT, FAST_ENOUGH
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
-from ._shard import Shard
-from ._sources import Sources, looks_like_url
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from ._cli import _Outcome, _Usage
+from ._manifest import Sources
 from ._progress import OverallBar, describe
-from ._sources import Sources
 from .distributed import ClusterError, ClusterRun, ProgressUpdate
 
 HEARTBEAT = 30.0  # seconds between progress lines when stderr is not a terminal

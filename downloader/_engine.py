@@ -24,12 +24,11 @@ from ._exceptions import (
     TransferError,
 )
 from ._fetch import FileFetch, LookAgain, RunContext
+from ._manifest import EntriesLike, ShardLike, Sources
 from ._models import Entry, Report, Result
 from ._policy import BACKOFF_BASE, DEFAULT_SPLIT, backoff_delay, should_retry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
-from ._shard import ShardLike
-from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, InsideCheck
 from ._tls import client_context
 from ._transfer import Environment, Session, make_session

@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any
 from ._engine import Downloader
 from ._exceptions import DownloadError
 from ._local import inspect_all
+from ._manifest import EntriesLike, Shard, Sources
 from ._models import Report, Result
-from ._shard import Shard
 from ._shard_task import run_shard
-from ._sources import EntriesLike, Sources
 from ._types import StrPath
 
 if TYPE_CHECKING:

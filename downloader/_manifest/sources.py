@@ -9,16 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from ._exceptions import ManifestError
-from ._manifest import (
-    check_entries,
-    check_manifests_stats,
-    coerce_entries,
-    iter_manifest,
-)
-from ._models import Entry
-from ._shard import Shard, ShardLike
-from ._storage import InsideCheck
+from .._exceptions import ManifestError
+from .._models import Entry
+from .._storage import InsideCheck
+from .check import check_entries, check_manifests_stats
+from .fields import coerce_entries
+from .formats import iter_manifest
+from .shard import Shard, ShardLike
 
 EntriesLike: TypeAlias = (
     "str | os.PathLike[str] | Iterable[str | Mapping[str, Any] | Entry] | Sources"
