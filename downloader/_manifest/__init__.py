@@ -23,6 +23,7 @@ from .fields import (
 )
 from .formats import (
     FORMATS,
+    READERS,
     format_for,
     iter_manifest,
     spool_stdin,
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_WARNINGS_SHOWN",
     "NAME_MAX",
     "PATH_MAX",
+    "READERS",
     "SIDECAR",
     "EntriesLike",
     "Shard",

@@ -10,8 +10,9 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 from .._exceptions import ManifestError
 from .._models import Entry
@@ -66,35 +67,69 @@ def iter_manifest(
         kind = format_for(path, fmt)
     except ValueError as exc:
         raise ManifestError(str(exc), source=source) from None
-    if kind == "json":
-        defaults, items = _load_json(_read_all(source), source)
-        for index, (line, item) in enumerate(items, 1):
-            if keep is None:
-                yield line, _to_entry(item, defaults, source, line, f"entry {index}: ")
-            elif (quick := quick_path(item, defaults)) is None or keep(quick):
-                entry = _to_entry(item, defaults, source, line, f"entry {index}: ")
-                if quick is not None or keep(entry.path):
-                    yield line, entry
-        return
     try:
         file = open(source, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise _unreadable(exc, source) from None
     with file:
-        lines = _lines(file, source)
-        if kind == "jsonl":
-            rows = _jsonl_rows(lines, source)
-        elif kind == "urls":
-            rows = _url_rows(lines)
-        else:
-            rows = _table_rows(lines, source, "," if kind == "csv" else "\t")
-        for line, item in rows:
+        rows = READERS[kind](file, source)
+        defaults, numbered = rows.defaults, rows.numbered
+        for index, (line, item) in enumerate(rows.items, 1):
+            at = f"entry {index}: " if numbered else ""
             if keep is None:
-                yield line, _to_entry(item, None, source, line)
-            elif (quick := quick_path(item, None)) is None or keep(quick):
-                entry = _to_entry(item, None, source, line)
+                yield line, _to_entry(item, defaults, source, line, at)
+            elif (quick := quick_path(item, defaults)) is None or keep(quick):
+                entry = _to_entry(item, defaults, source, line, at)
                 if quick is not None or keep(entry.path):  # same path if quick
                     yield line, entry
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """What a reader gives: ``(line, raw item)`` rows, lazily, and how to take them.
+
+    Every format yields the same rows. Only a JSON manifest has ``defaults``,
+    and only there does an error name the entry's index as well as its line,
+    since one line of a JSON document may hold several entries.
+    """
+
+    items: Iterator[tuple[int, Any]]
+    defaults: Mapping[str, Any] | None = None
+    numbered: bool = False
+
+
+Reader: TypeAlias = Callable[[IO[bytes], str], Rows]
+"""``(file, source) -> Rows``: one manifest format, registered in ``READERS``."""
+
+
+def _read_jsonl(file: IO[bytes], source: str) -> Rows:
+    return Rows(_jsonl_rows(_lines(file, source), source))
+
+
+def _read_csv(file: IO[bytes], source: str) -> Rows:
+    return Rows(_table_rows(_lines(file, source), source, ","))
+
+
+def _read_tsv(file: IO[bytes], source: str) -> Rows:
+    return Rows(_table_rows(_lines(file, source), source, "\t"))
+
+
+def _read_json(file: IO[bytes], source: str) -> Rows:
+    defaults, items = _load_json(_read_all(file, source), source)
+    return Rows(items, defaults, numbered=True)
+
+
+def _read_urls(file: IO[bytes], source: str) -> Rows:
+    return Rows(_url_rows(_lines(file, source)))
+
+
+READERS: dict[str, Reader] = {
+    "jsonl": _read_jsonl,
+    "csv": _read_csv,
+    "tsv": _read_tsv,
+    "json": _read_json,
+    "urls": _read_urls,
+}
 
 
 def spool_stdin(stream: IO[bytes], *, suffix: str) -> Path:
@@ -202,10 +237,9 @@ def _check_header(names: list[str], source: str, line: int) -> list[str]:
     return names
 
 
-def _read_all(source: str) -> str:
+def _read_all(file: IO[bytes], source: str) -> str:
     try:
-        with open(source, "rb") as file:
-            raw = file.read()
+        raw = file.read()
     except OSError as exc:
         raise _unreadable(exc, source) from None
     try:
