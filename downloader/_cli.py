@@ -29,6 +29,7 @@ from ._manifest import (
 from ._models import Result, Summary
 from ._policy import DEFAULT_SPLIT, FAST_ENOUGH
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
+from ._storage import InsideCheck
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -646,7 +647,7 @@ class _ReportWriter:
 def _run_local(args: argparse.Namespace, sources: Sources) -> int:
     """``plan`` and ``verify``: read the disk, never the network."""
     dest = Path(args.dest)
-    sources.check(dest)
+    sources.check(InsideCheck(dest))
     verdicts = inspect_all(dest, sources, jobs=args.jobs)
     if args.command == "plan":
         return _print_plan(verdicts)

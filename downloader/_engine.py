@@ -205,7 +205,8 @@ class Downloader:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
         sources = Sources.of(entries, fmt=fmt, shard=shard)
-        count, total_bytes = await asyncio.to_thread(sources.check, self.dest)
+        inside = InsideCheck(self.dest)
+        count, total_bytes = await asyncio.to_thread(sources.check, inside)
         self.dest.mkdir(parents=True, exist_ok=True)
         self.progress.run_started(count, total_bytes)
         try:

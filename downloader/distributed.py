@@ -34,6 +34,7 @@ from ._local import inspect_all
 from ._manifest import EntriesLike, Shard, Sources
 from ._models import Report, Result
 from ._shard_task import run_shard
+from ._storage import InsideCheck
 from ._types import StrPath
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class ClusterRun:
 
     def __enter__(self) -> ClusterRun:
         _need_dask()  # before reading a huge manifest for nothing
-        self.count, self.total_bytes = self.sources.check(self.dest)
+        self.count, self.total_bytes = self.sources.check(InsideCheck(self.dest))
         try:
             self.client = self._stack.enter_context(_connect(self.cluster))
         except OSError as exc:

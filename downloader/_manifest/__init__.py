@@ -6,6 +6,9 @@
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
 - ``sources.py``  Sources: manifest files plus entries given in code, checked, then read
 - ``shard.py``    Shard, shard_of: one manifest split over N runs by a hash of each path
+
+Imports run downwards: this wing imports ``_exceptions``, ``_integrity``,
+``_models``, ``_types`` and its own files only.
 """
 
 from __future__ import annotations
