@@ -2,7 +2,7 @@
 
 - ``formats.py``  readers (JSON Lines, CSV/TSV, JSON, URL lists) -> rows; iter_manifest
 - ``fields.py``   entry_from_fields and its validators, coerce_entries, quick_path
-- ``paths.py``    check_path, names that work on every filesystem, case folding
+- ``paths.py``    check_path, names for every filesystem, fold, path_key (one digest)
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
 - ``sources.py``  Sources: manifest files plus entries given in code, checked, then read
 - ``shard.py``    Shard, shard_of: one manifest split over N runs by a hash of each path
@@ -39,6 +39,7 @@ from .paths import (
     fold,
     length_problem,
     part_problem,
+    path_key,
     windows_problem,
 )
 from .shard import (
@@ -75,6 +76,7 @@ __all__ = [
     "length_problem",
     "looks_like_url",
     "part_problem",
+    "path_key",
     "quick_path",
     "shard_of",
     "spool_stdin",

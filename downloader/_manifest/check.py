@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -14,7 +13,7 @@ from .._exceptions import ManifestError
 from .._models import Entry
 from .._types import StrPath
 from .formats import iter_manifest
-from .paths import check_path, fold, windows_problem
+from .paths import check_path, fold, folded_key, windows_problem
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def check_manifests_stats(
                 yield os.fspath(path), line, entry.path
 
     warnings = _Warnings()
-    count = _check_paths(rows, _digest or _path_digest, warnings)
+    count = _check_paths(rows, _digest or folded_key, warnings)
     warnings.log()
     return ManifestStats(
         count, sizes[0], sizes[1] == 0, tuple(warnings.shown), warnings.count
@@ -137,12 +136,8 @@ def check_entries(
             yield source, index, path
 
     warnings = _Warnings()
-    _check_paths(rows, _path_digest, warnings)
+    _check_paths(rows, folded_key, warnings)
     warnings.log()
-
-
-def _path_digest(path: str) -> int:
-    return int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest())
 
 
 class _Digests:

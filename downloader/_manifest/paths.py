@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -139,6 +140,29 @@ def fold(path: str) -> str:
     if path.isascii():
         return path.lower()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
+def path_key(path: str) -> int:
+    """The one digest of an output path: blake2b-64 of ``fold(path)``, big-endian.
+
+    Shards take it modulo their count (``shard_of``), and the check pass keeps
+    it, 8 bytes an entry, to find repeated paths. Never change it: shards run
+    by two versions must still partition a manifest.
+    """
+    return folded_key(fold(path))
+
+
+def folded_key(folded: str) -> int:
+    """``path_key`` of a path that is already folded (the check pass folds anyway).
+
+    The check pass used to encode strictly and sharding with ``surrogatepass``.
+    The bytes are the same for every string without a lone surrogate, and
+    ``check_path`` refuses those before the check pass hashes a path, so both
+    keep their numbers; ``surrogatepass`` stays so that ``shard_of`` never
+    raises where it answered before.
+    """
+    digest = hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def _short(name: str) -> str:
