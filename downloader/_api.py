@@ -6,9 +6,8 @@ import asyncio
 from typing import Any
 
 from ._engine import Downloader
+from ._manifest import EntriesLike, ShardLike
 from ._models import Report
-from ._shard import ShardLike
-from ._sources import EntriesLike
 from ._types import StrPath
 
 

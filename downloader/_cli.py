@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ._exceptions import ManifestError
-from ._manifest import FORMATS, coerce_entries, spool_stdin
+from ._manifest import (
+    FORMATS,
+    Shard,
+    Sources,
+    coerce_entries,
+    looks_like_url,
+    spool_stdin,
+)
 from ._models import Result, Summary
 from ._offline import Verdict, inspect_all
 from ._progress import LogProgress, ProgressSink, TqdmProgress, describe, format_bytes
 from ._settings import Settings
-from ._shard import Shard
-from ._sources import Sources, looks_like_url
+from ._storage import InsideCheck
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -622,7 +628,7 @@ class _ReportWriter:
 def _run_local(args: argparse.Namespace, sources: Sources) -> int:
     """``plan`` and ``verify``: read the disk, never the network."""
     dest = Path(args.dest)
-    sources.check(dest)
+    sources.check(InsideCheck(dest))
     verdicts = inspect_all(dest, sources, jobs=args.jobs)
     if args.command == "plan":
         return _print_plan(verdicts)

@@ -10,9 +10,9 @@ import sys
 import time
 
 from ._cli import _Outcome, _Usage
+from ._manifest import Sources
 from ._progress import OverallBar, describe
 from ._settings import Settings
-from ._sources import Sources
 from .distributed import ClusterError, ClusterRun, ProgressUpdate
 
 HEARTBEAT = 30.0  # seconds between progress lines when stderr is not a terminal

@@ -25,13 +25,12 @@ from ._exceptions import (
     TransferError,
 )
 from ._fetch import FileFetch, LookAgain, RunContext, Tally
+from ._manifest import EntriesLike, ShardLike, Sources
 from ._models import Entry, Report, Result
 from ._policy import DiskFacts, FinalFacts, MirrorSet, RetryState, plan_entry
 from ._progress import NullProgress, ProgressSink
 from ._ratelimit import RateLimiter
 from ._settings import Options, Settings, settings_from
-from ._shard import ShardLike
-from ._sources import EntriesLike, Sources
 from ._storage import FilePaths, GroupSync, InsideCheck
 from ._tls import client_context
 from ._transfer import Environment, Session, make_session
@@ -163,7 +162,8 @@ class Downloader:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
         sources = Sources.of(entries, fmt=fmt, shard=shard)
-        count, total_bytes = await asyncio.to_thread(sources.check, self.dest)
+        inside = InsideCheck(self.dest)
+        count, total_bytes = await asyncio.to_thread(sources.check, inside)
         self.dest.mkdir(parents=True, exist_ok=True)
         self.progress.run_started(count, total_bytes)
         try:

@@ -15,11 +15,10 @@ from typing import Any
 
 from ._engine import Downloader
 from ._exceptions import DownloadError
+from ._manifest import Shard, Sources
 from ._models import Result
 from ._progress import describe
 from ._settings import Settings
-from ._shard import Shard
-from ._sources import Sources
 
 EVENT_INTERVAL = 0.5  # seconds between progress events from one shard
 STOP_POLL = 1.0  # seconds between a running shard's looks at the stop flag

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DownloadError
+from ._manifest import EntriesLike, Shard, Sources
 from ._models import Report, Result
 from ._offline import inspect_all
 from ._settings import Settings, settings_from
-from ._shard import Shard
 from ._shard_task import run_shard
-from ._sources import EntriesLike, Sources
+from ._storage import InsideCheck
 from ._types import StrPath
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class ClusterRun:
 
     def __enter__(self) -> ClusterRun:
         _need_dask()  # before reading a huge manifest for nothing
-        self.count, self.total_bytes = self.sources.check(self.dest)
+        self.count, self.total_bytes = self.sources.check(InsideCheck(self.dest))
         try:
             self.client = self._stack.enter_context(_connect(self.cluster))
         except OSError as exc:

@@ -170,7 +170,7 @@ async def test_a_shard_that_cannot_run_fails_its_entries_clearly(
             assert run.client is not None
             future = run.client.submit(broken, pure=False)
             distributed.wait(future)
-            from downloader._shard import Shard
+            from downloader._manifest.shard import Shard
 
             return list(run._shard_results(future, Shard(0, 1), Settings()))
 

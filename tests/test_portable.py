@@ -24,8 +24,7 @@ from downloader._manifest import (
     check_manifests_stats,
     check_path,
 )
-from downloader._models import Entry
-from downloader._portable import (
+from downloader._manifest.paths import (
     NAME_MAX,
     PATH_MAX,
     SIDECAR,
@@ -34,6 +33,7 @@ from downloader._portable import (
     part_problem,
     windows_problem,
 )
+from downloader._models import Entry
 from downloader.testing import FileServer, make_bytes
 
 from .test_cli import assert_bytes, jsonl, run_cli

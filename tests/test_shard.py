@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 import downloader
 from downloader import ManifestError, _cli
-from downloader._manifest import _PLAIN_PATH, _to_entry, check_path, quick_path
-from downloader._shard import Shard, shard_of
+from downloader._manifest.fields import _to_entry, quick_path
+from downloader._manifest.paths import _PLAIN_PATH, check_path
+from downloader._manifest.shard import Shard, shard_of
 from downloader.testing import FileServer, make_bytes
 from tests.conftest import file_sha256, sha256
 

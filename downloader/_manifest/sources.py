@@ -9,16 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from ._exceptions import ManifestError
-from ._manifest import (
-    check_entries,
-    check_manifests_stats,
-    coerce_entries,
-    iter_manifest,
-)
-from ._models import Entry
-from ._shard import Shard, ShardLike
-from ._storage import InsideCheck
+from .._exceptions import ManifestError
+from .._models import Entry
+from .check import check_entries, check_manifests_stats
+from .fields import coerce_entries
+from .formats import iter_manifest
+from .shard import Shard, ShardLike
 
 EntriesLike: TypeAlias = (
     "str | os.PathLike[str] | Iterable[str | Mapping[str, Any] | Entry] | Sources"
@@ -73,17 +69,21 @@ class Sources:
     def owns(self, entry: Entry) -> bool:
         return self.shard is None or self.shard.owns(entry.path)
 
-    def check(self, dest: Path | None = None) -> tuple[int, int | None]:
+    def check(
+        self, inside: Callable[[str], object] | None = None
+    ) -> tuple[int, int | None]:
         """Validate everything; returns (entry count, total bytes if all sizes known).
 
-        With ``dest``, also refuse paths that would land outside it via symlinks.
+        With ``inside`` (the caller's ``InsideCheck(dest)``, which raises
+        ``ValueError(reason)`` for an output path), also refuse paths that would
+        land outside ``dest`` via symlinks. The caller brings it because this
+        wing knows nothing of the disk.
 
         Raises
         ------
         ManifestError
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
-        inside = InsideCheck(dest) if dest is not None else None
 
         def check_entry(entry: Entry) -> None:  # manifests: ``keep`` already chose
             if inside is not None:

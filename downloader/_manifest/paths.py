@@ -1,7 +1,8 @@
-"""Paths that work on every filesystem: name lengths, Windows names, case folding."""
+"""Output paths: check_path, names that work on every filesystem, case folding."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -19,6 +20,58 @@ _WINDOWS_CHARS = re.compile(r'[<>:"|?*]')
 # A part that may start with a device name: a cheap filter before the exact
 # check, since manifests hold millions of paths and almost none of these.
 _MAYBE_DEVICE = re.compile(r"(?<![^/])(?:con|prn|aux|nul|com|lpt)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only JSON escapes can make one
+_DRIVE = re.compile(r"[A-Za-z]:")
+# A path that is normal as it stands: ASCII names not starting with a dot,
+# joined by single slashes. Short enough (_SHORT) for every length limit.
+_PLAIN_PATH = re.compile(r"[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
+_SHORT = NAME_MAX - len(SIDECAR)
+
+
+def check_path(path: str) -> str:
+    """Check an output path relative to ``--dest``; return it normalised.
+
+    Raises
+    ------
+    ValueError
+        The path is empty, absolute, has a drive, a ``..``, a backslash, a
+        control character or a lone surrogate, names no file, or is too long
+        for a filesystem (a name over 255 bytes, a path over 4000).
+    """
+    if isinstance(path, str) and len(path) <= _SHORT and _PLAIN_PATH.fullmatch(path):
+        return path  # the common case, already normal: millions of these
+    if not isinstance(path, str):
+        msg = f"path must be a string, not {type(path).__name__}"
+    elif not path:
+        msg = "empty path"
+    elif "\x00" in path:
+        msg = f"path {path!r} contains a NUL byte"
+    elif _CONTROL.search(path):
+        msg = f"path {path!r} contains a control character (CR, LF, tab...)"
+    elif _SURROGATE.search(path):
+        msg = f"path {path!r} is not valid Unicode (a lone surrogate escape)"
+    elif _DRIVE.match(path):
+        msg = f"path {path!r} starts with a Windows drive"
+    elif "\\" in path:
+        msg = f"path {path!r} contains a backslash; separate folders with '/'"
+    elif path.startswith("/"):
+        msg = f"path {path!r} is absolute; it must be relative to --dest"
+    elif ".." in path.split("/"):
+        msg = f"path {path!r} contains '..'; it must stay inside --dest"
+    elif path.endswith("/"):
+        msg = f"path {path!r} ends in '/'; it must name a file"
+    else:
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if not parts:
+            msg = f"path {path!r} names no file"
+        else:
+            normal = "/".join(parts)
+            problem = length_problem(normal)
+            if problem is None:
+                return normal
+            msg = problem
+    raise ValueError(msg)
 
 
 def length_problem(path: str) -> str | None:
@@ -87,6 +140,29 @@ def fold(path: str) -> str:
     if path.isascii():
         return path.lower()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
+def path_key(path: str) -> int:
+    """The one digest of an output path: blake2b-64 of ``fold(path)``, big-endian.
+
+    Shards take it modulo their count (``shard_of``), and the check pass keeps
+    it, 8 bytes an entry, to find repeated paths. Never change it: shards run
+    by two versions must still partition a manifest.
+    """
+    return folded_key(fold(path))
+
+
+def folded_key(folded: str) -> int:
+    """``path_key`` of a path that is already folded (the check pass folds anyway).
+
+    The check pass used to encode strictly and sharding with ``surrogatepass``.
+    The bytes are the same for every string without a lone surrogate, and
+    ``check_path`` refuses those before the check pass hashes a path, so both
+    keep their numbers; ``surrogatepass`` stays so that ``shard_of`` never
+    raises where it answered before.
+    """
+    digest = hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
 
 
 def _short(name: str) -> str:

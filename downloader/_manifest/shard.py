@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from ._portable import fold
+from .paths import path_key
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -23,9 +22,7 @@ def shard_of(path: str, count: int) -> int:
     two shards write one file of a case-insensitive shared filesystem. Never
     change it: shards run by two versions must still partition a manifest.
     """
-    key = fold(path).encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(key, digest_size=8)
-    return int.from_bytes(digest.digest(), "big") % count
+    return path_key(path) % count
 
 
 @dataclass(frozen=True, slots=True)
