@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._exceptions import ManifestError
+from ._exceptions import ManifestError, UsageError
 from ._local import Verdict, inspect_all
 from ._manifest import FORMATS, coerce_entries, spool_stdin
 from ._models import Result, Summary
@@ -347,13 +347,9 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE
-    except _Usage as exc:
+    except UsageError as exc:
         _err(f"error: {exc}")
         return EXIT_USAGE
-
-
-class _Usage(Exception):
-    """A usage problem found after argparse (the message says what to do)."""
 
 
 @contextlib.contextmanager
@@ -363,14 +359,14 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
         msg = f"{args.command} reads manifests, not arguments: " + " ".join(
             f"-i {name}" for name in stray
         )
-        raise _Usage(msg)
+        raise UsageError(msg)
     if not args.input and not urls:
         msg = "nothing to do: give URLs or -i MANIFEST (see --help)"
-        raise _Usage(msg)
+        raise UsageError(msg)
     _check_dest(Path(args.dest))
     if args.input.count("-") > 1:
         msg = "'-i -' (standard input) can be given only once"
-        raise _Usage(msg)
+        raise UsageError(msg)
     spooled: Path | None = None
     manifests: list[Path] = []
     try:
@@ -378,7 +374,7 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
             if name == "-":
                 if sys.stdin.isatty():
                     msg = "'-i -' reads a manifest from standard input; pipe one in"
-                    raise _Usage(msg)
+                    raise UsageError(msg)
                 spooled = spool_stdin(sys.stdin.buffer, suffix=".stdin")
                 manifests.append(spooled)
             else:
@@ -386,12 +382,12 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
         for url in urls:
             if not looks_like_url(url):
                 msg = f"{url!r} is not a URL; to read a manifest use -i {url}"
-                raise _Usage(msg)
+                raise UsageError(msg)
         resolved = [m.resolve() for m in manifests]
         for i, path in enumerate(resolved):
             if path in resolved[:i]:
                 msg = f"manifest {manifests[i]} is given twice"
-                raise _Usage(msg)
+                raise UsageError(msg)
         entries = tuple(coerce_entries(urls, source="command line URL")) if urls else ()
         fmt = args.format or (_sniff(spooled) if spooled else None)
         yield Sources(
@@ -411,7 +407,7 @@ def _check_dest(dest: Path) -> None:
         if place.exists() or place.is_symlink():
             what = f"--dest {dest}" if place == dest else f"--dest {dest}: {place}"
             msg = f"{what} is not a folder (a file or a broken link)"
-            raise _Usage(msg)
+            raise UsageError(msg)
 
 
 def _sniff(path: Path) -> str:
@@ -434,7 +430,7 @@ def _sniff(path: Path) -> str:
         + ", ".join(FORMATS)
         + ")"
     )
-    raise _Usage(msg)
+    raise UsageError(msg)
 
 
 def _make_progress(args: argparse.Namespace) -> ProgressSink:
@@ -451,7 +447,7 @@ def _run_get(args: argparse.Namespace, sources: Sources) -> int:
         _err("warning: --insecure: TLS certificates are NOT verified for this run")
     if args.ca_bundle and not Path(args.ca_bundle).is_file():
         msg = f"--ca-bundle {args.ca_bundle}: no such file"
-        raise _Usage(msg)
+        raise UsageError(msg)
     settings = Settings(
         jobs=args.jobs,
         per_host=args.per_host,
@@ -603,7 +599,7 @@ class _ReportWriter:
             self._file: TextIO = self.tmp.open("w", encoding="utf-8")
         except OSError as exc:
             msg = f"--report {path}: {exc.strerror}"
-            raise _Usage(msg) from exc
+            raise UsageError(msg) from exc
         self._file.write('{"results": [')
         self._first = True
 

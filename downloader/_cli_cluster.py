@@ -9,11 +9,12 @@ import signal
 import sys
 import time
 
-from ._cli import _Outcome, _Usage
+from ._cli import _Outcome
+from ._exceptions import ClusterError, UsageError
 from ._progress import OverallBar, describe
 from ._settings import Settings
 from ._sources import Sources
-from .distributed import ClusterError, ClusterRun, ProgressUpdate
+from .distributed import ClusterRun, ProgressUpdate
 
 HEARTBEAT = 30.0  # seconds between progress lines when stderr is not a terminal
 
@@ -45,7 +46,7 @@ def run_on_cluster(
             "--cluster makes its own shards; --shard is for separate runs "
             "(job arrays), so give one or the other"
         )
-        raise _Usage(msg)
+        raise UsageError(msg)
     quiet_dask()
     outcome = _Outcome(args.report)
     show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
@@ -70,7 +71,7 @@ def run_on_cluster(
                 stack.enter_context(run)
             except (ClusterError, ValueError) as exc:
                 msg = f"--cluster {args.cluster}: {exc}"
-                raise _Usage(msg) from None
+                raise UsageError(msg) from None
             bar = OverallBar(
                 sys.stderr,
                 files=run.count,
