@@ -9,7 +9,14 @@ DownloadError                 base; .url
 │   └── ResumeRejected        bad 206, or the file changed: restart from zero
 ├── IntegrityError            size/digest mismatch (.expected, .actual)
 ├── StorageError              disk, permissions, corrupt state
-└── DownloadFailed            raise_on_failure=True and a file failed (.report)
+├── DownloadFailed            raise_on_failure=True and a file failed (.report)
+├── ClusterError              no cluster: Dask missing, or its scheduler unreachable
+├── ShardStopped              the client ended a cluster run; pickled from a worker
+└── UsageError                the command line's: a usage problem found after argparse
+
+Not in ``downloader.__all__``: ``ClusterError`` is public as
+``downloader.distributed.ClusterError``; ``ShardStopped`` (a Dask worker's) and
+``UsageError`` (the CLI's) are internal.
 """
 
 from __future__ import annotations
@@ -109,3 +116,18 @@ class DownloadFailed(DownloadError):
             url=first.url,
         )
         self.report = report
+
+
+class ClusterError(DownloadError):
+    """No cluster to run on: Dask is missing, or its scheduler cannot be reached."""
+
+
+class ShardStopped(DownloadError):
+    """The client ended the run while this shard was queued or running."""
+
+
+class UsageError(DownloadError):
+    """A usage problem found after argparse (the message says what to do).
+
+    The command line's: it turns into ``error: ...`` and exit status 2.
+    """

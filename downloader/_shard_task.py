@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._engine import Downloader
-from ._exceptions import DownloadError
+from ._exceptions import ShardStopped
 from ._manifest import Shard, Sources
 from ._models import Result
 from ._progress import describe
@@ -22,10 +22,6 @@ from ._settings import Settings
 
 EVENT_INTERVAL = 0.5  # seconds between progress events from one shard
 STOP_POLL = 1.0  # seconds between a running shard's looks at the stop flag
-
-
-class ShardStopped(DownloadError):
-    """The client ended the run while this shard was queued or running."""
 
 
 def run_shard(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import DownloadError
+from ._exceptions import ClusterError as ClusterError  # public from here too
 from ._manifest import EntriesLike, Shard, Sources
 from ._models import Report, Result
 from ._offline import inspect_all
@@ -89,10 +89,6 @@ def download_on_cluster(
             report.add(result)
     report.summary.seconds = time.monotonic() - began
     return report
-
-
-class ClusterError(DownloadError):
-    """No cluster to run on: Dask is missing, or its scheduler cannot be reached."""
 
 
 @dataclass

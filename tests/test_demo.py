@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from downloader._demo import DEMO_HOST, DEMO_PORT, bundled_manifest, demo_manifest_lines
+from downloader._cli.demo import (
+    DEMO_HOST,
+    DEMO_PORT,
+    bundled_manifest,
+    demo_manifest_lines,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

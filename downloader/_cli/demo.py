@@ -10,17 +10,17 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from ._engine import Downloader
-from ._manifest import iter_manifest
-from ._models import Entry, Report
-from ._offline import inspect
-from ._progress import LogProgress, ProgressSink, TqdmProgress, format_bytes
-from .testing import Faults, FileServer, make_bytes
+from .._engine import Downloader
+from .._manifest import iter_manifest
+from .._models import Entry, Report
+from .._offline import inspect
+from .._progress import LogProgress, ProgressSink, TqdmProgress, format_bytes
+from ..testing import Faults, FileServer, make_bytes
 
 DEMO_PORT = 8765
 DEMO_HOST = "127.0.0.1"
@@ -40,6 +40,8 @@ DEMO_FILES: tuple[tuple[str, int], ...] = (
 )
 PER_CONNECTION_RATE = 3_000_000  # bytes/s: slow enough to watch, fast enough to wait
 INTERRUPT_AFTER = 1.2  # seconds into the first run
+
+_Say = Callable[..., None]  # say(text=""): one line of the tour
 
 
 def demo_bytes(name: str, size: int) -> bytes:
@@ -132,43 +134,15 @@ async def _tour(dest: Path, out: TextIO, *, progress: bool) -> int:
     try:
         entries = _entries(port)
         total = sum(e.size or 0 for e in entries)
-        say(f"downloader demo: a local server on {server.base_url} (no internet used)")
-        say(
-            f"  manifest: {bundled_manifest()} ({len(entries)} files, "
-            f"{format_bytes(total)}, sha256 for each)"
-        )
-        say(f"  destination: {dest}")
-        say("  the server throttles each connection to 3 MB/s, drops one connection,")
-        say("  answers 503 twice and 429 once (with Retry-After)")
-        say()
-        say(f"1) first run, interrupted after {INTERRUPT_AFTER}s as if by Ctrl-C:")
-        async with Downloader(dest, jobs=4, progress=_sink(out, progress)) as dl:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(dl.download(entries), INTERRUPT_AFTER)
-        done, kept, kept_bytes = _partials(dest, entries)
-        say(
-            f"   interrupted: {done} files complete, {kept} partial files "
-            f"kept ({format_bytes(kept_bytes)})"
-        )
-        for verdict in (inspect(dest, e) for e in entries):
-            if verdict.action == "resume":
-                say(f"   will resume {verdict.entry.path} {verdict.detail}")
+        _introduce(say, server.base_url, entries, total, dest)
+        await _interrupted_run(say, dest, entries, _sink(out, progress))
         say()
         say("2) the same command again resumes where it stopped:")
         async with Downloader(dest, jobs=4, progress=_sink(out, progress)) as dl:
             report = await dl.download(entries)
         _say_report(say, report)
         say()
-        say("3) verify: every file against its sha256, no network:")
-        bad = [v for v in (inspect(dest, e) for e in entries) if v.action != "complete"]
-        for verdict in bad:
-            say(f"   BAD {verdict.entry.path}: {verdict.action} {verdict.detail}")
-        say(f"   {len(entries) - len(bad)} of {len(entries)} files verified")
-        leftovers = _leftovers(dest)
-        if leftovers:
-            say(f"   unexpected leftovers: {leftovers}")
-        say()
-        ok = not bad and not leftovers and report.ok
+        ok = _verify(say, dest, entries) and report.ok
         say(
             f"{'all good' if ok else 'PROBLEMS FOUND'}: the second run fetched "
             f"{format_bytes(report.summary.bytes)} of {format_bytes(total)}; "
@@ -178,6 +152,51 @@ async def _tour(dest: Path, out: TextIO, *, progress: bool) -> int:
         return 0 if ok else 1
     finally:
         await server.stop()
+
+
+def _introduce(
+    say: _Say, base_url: str, entries: list[Entry], total: int, dest: Path
+) -> None:
+    say(f"downloader demo: a local server on {base_url} (no internet used)")
+    say(
+        f"  manifest: {bundled_manifest()} ({len(entries)} files, "
+        f"{format_bytes(total)}, sha256 for each)"
+    )
+    say(f"  destination: {dest}")
+    say("  the server throttles each connection to 3 MB/s, drops one connection,")
+    say("  answers 503 twice and 429 once (with Retry-After)")
+    say()
+
+
+async def _interrupted_run(
+    say: _Say, dest: Path, entries: list[Entry], sink: ProgressSink
+) -> None:
+    say(f"1) first run, interrupted after {INTERRUPT_AFTER}s as if by Ctrl-C:")
+    async with Downloader(dest, jobs=4, progress=sink) as dl:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(dl.download(entries), INTERRUPT_AFTER)
+    done, kept, kept_bytes = _partials(dest, entries)
+    say(
+        f"   interrupted: {done} files complete, {kept} partial files "
+        f"kept ({format_bytes(kept_bytes)})"
+    )
+    for verdict in (inspect(dest, e) for e in entries):
+        if verdict.action == "resume":
+            say(f"   will resume {verdict.entry.path} {verdict.detail}")
+
+
+def _verify(say: _Say, dest: Path, entries: list[Entry]) -> bool:
+    """Step 3; true when every file checks out and nothing is left over."""
+    say("3) verify: every file against its sha256, no network:")
+    bad = [v for v in (inspect(dest, e) for e in entries) if v.action != "complete"]
+    for verdict in bad:
+        say(f"   BAD {verdict.entry.path}: {verdict.action} {verdict.detail}")
+    say(f"   {len(entries) - len(bad)} of {len(entries)} files verified")
+    leftovers = _leftovers(dest)
+    if leftovers:
+        say(f"   unexpected leftovers: {leftovers}")
+    say()
+    return not bad and not leftovers
 
 
 def _partials(dest: Path, entries: list[Entry]) -> tuple[int, int, int]:

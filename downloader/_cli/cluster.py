@@ -9,11 +9,12 @@ import signal
 import sys
 import time
 
-from ._cli import _Outcome, _Usage
-from ._manifest import Sources
-from ._progress import OverallBar, describe
-from ._settings import Settings
-from .distributed import ClusterError, ClusterRun, ProgressUpdate
+from .._exceptions import ClusterError, UsageError
+from .._manifest import Sources
+from .._progress import OverallBar, describe
+from .._settings import Settings
+from ..distributed import ClusterRun, ProgressUpdate
+from .outcome import Outcome
 
 HEARTBEAT = 30.0  # seconds between progress lines when stderr is not a terminal
 
@@ -45,9 +46,9 @@ def run_on_cluster(
             "--cluster makes its own shards; --shard is for separate runs "
             "(job arrays), so give one or the other"
         )
-        raise _Usage(msg)
+        raise UsageError(msg)
     quiet_dask()
-    outcome = _Outcome(args.report)
+    outcome = Outcome(args.report)
     show_bar = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     bar: OverallBar | None = None
     stopped_by: int | None = None
@@ -56,38 +57,14 @@ def run_on_cluster(
         sig: signal.signal(sig, _raise_stopped)
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
-
-    def show(update: ProgressUpdate) -> None:
-        if bar is not None:
-            shards = f"{update.shards_done}/{update.shards} shards"
-            live = update.failed if show_bar else []
-            bar.advance(update.bytes, update.dropped, update.finished, live, shards)
-
     try:
         with contextlib.ExitStack() as stack:
             run = ClusterRun(sources, args.dest, cluster=args.cluster)
-            try:
-                stack.enter_context(run)
-            except (ClusterError, ValueError) as exc:
-                msg = f"--cluster {args.cluster}: {exc}"
-                raise _Usage(msg) from None
-            bar = OverallBar(
-                sys.stderr,
-                files=run.count,
-                total_bytes=run.total_bytes,
-                bar=show_bar,
-                heartbeat=None if args.quiet or show_bar else HEARTBEAT,
+            _enter(stack, run, args.cluster)
+            bar = _open_bar(stack, run, quiet=args.quiet, show_bar=show_bar)
+            _collect(
+                stack, run, settings, outcome, bar, quiet=args.quiet, show_bar=show_bar
             )
-            stack.callback(bar.close)  # first, so Dask's shutdown lines come after
-            # Closed before the cluster is: that is what tells running shards
-            # to stop, so none goes on downloading while the workers close.
-            results = stack.enter_context(
-                contextlib.closing(run.results(settings, on_progress=show))
-            )
-            for result in results:
-                outcome.add(result)
-                if not show_bar and (not args.quiet or result.status == "failed"):
-                    bar.write(describe(result))
     except _Stopped as stop:
         stopped_by = stop.signum
     finally:
@@ -96,6 +73,58 @@ def run_on_cluster(
         outcome.summary.seconds = time.monotonic() - began
     finished = bar.finished if bar is not None else 0  # shards report when they end
     return outcome.finish(stopped_by, quiet=args.quiet, finished=finished)
+
+
+def _enter(stack: contextlib.ExitStack, run: ClusterRun, cluster: str) -> None:
+    """Start ``run`` (reach or start the cluster); no cluster is a usage error."""
+    try:
+        stack.enter_context(run)
+    except (ClusterError, ValueError) as exc:
+        msg = f"--cluster {cluster}: {exc}"
+        raise UsageError(msg) from None
+
+
+def _open_bar(
+    stack: contextlib.ExitStack, run: ClusterRun, *, quiet: bool, show_bar: bool
+) -> OverallBar:
+    """The one overall bar (or heartbeat lines), closed when ``stack`` is."""
+    bar = OverallBar(
+        sys.stderr,
+        files=run.count,
+        total_bytes=run.total_bytes,
+        bar=show_bar,
+        heartbeat=None if quiet or show_bar else HEARTBEAT,
+    )
+    stack.callback(bar.close)  # first, so Dask's shutdown lines come after
+    return bar
+
+
+def _collect(
+    stack: contextlib.ExitStack,
+    run: ClusterRun,
+    settings: Settings,
+    outcome: Outcome,
+    bar: OverallBar,
+    *,
+    quiet: bool,
+    show_bar: bool,
+) -> None:
+    """Every result into ``outcome``, progress onto ``bar``, as the shards send them."""
+
+    def show(update: ProgressUpdate) -> None:
+        shards = f"{update.shards_done}/{update.shards} shards"
+        live = update.failed if show_bar else []
+        bar.advance(update.bytes, update.dropped, update.finished, live, shards)
+
+    # Closed before the cluster is: that is what tells running shards
+    # to stop, so none goes on downloading while the workers close.
+    results = stack.enter_context(
+        contextlib.closing(run.results(settings, on_progress=show))
+    )
+    for result in results:
+        outcome.add(result)
+        if not show_bar and (not quiet or result.status == "failed"):
+            bar.write(describe(result))
 
 
 def quiet_dask(level: int = logging.WARNING) -> None:
