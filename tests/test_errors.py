@@ -22,7 +22,7 @@ from downloader._exceptions import (
     ReadTimeout,
     TransferError,
 )
-from downloader._transfer import TRANSLATIONS, _translate, translated
+from downloader._http.errors import TRANSLATIONS, _translate, translated
 
 URL = "http://127.0.0.1:1/f.bin"
 KEY = ConnectionKey("127.0.0.1", 1, False, True, None, None, None, None)
@@ -46,7 +46,7 @@ def _aiohttp_errors() -> set[type[BaseException]]:
 
 def test_every_aiohttp_client_exception_is_mapped() -> None:
     unmapped = sorted(c.__name__ for c in _aiohttp_errors() - set(TRANSLATIONS))
-    assert unmapped == [], "map these in _transfer.TRANSLATIONS"
+    assert unmapped == [], "map these in _http/errors.py TRANSLATIONS"
 
 
 def _instance(cls: type[BaseException]) -> BaseException:

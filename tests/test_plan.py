@@ -117,6 +117,7 @@ def test_get_plan_and_verify_all_ask_plan_entry(
     import asyncio
 
     from downloader import _cli, _engine, _offline
+    from downloader._engine import job
 
     asked: list[str] = []
 
@@ -127,7 +128,7 @@ def test_get_plan_and_verify_all_ask_plan_entry(
 
         return plan
 
-    monkeypatch.setattr(_engine, "plan_entry", spy("get"))
+    monkeypatch.setattr(job, "plan_entry", spy("get"))
     monkeypatch.setattr(_offline, "plan_entry", spy("offline"))
     (tmp_path / "f.bin").write_bytes(b"x" * 1000)
     manifest = tmp_path / "m.jsonl"

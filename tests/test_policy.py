@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from downloader._engine.ratelimit import RateLimiter
 from downloader._exceptions import ResumeRejected, TransferError
 from downloader._policy import (
     BACKOFF_CAP,
@@ -31,7 +32,6 @@ from downloader._policy import (
     unsatisfiable_resume,
     url_parts,
 )
-from downloader._ratelimit import RateLimiter
 from downloader._settings import BACKOFF_BASE
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -13,16 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from downloader import Checksum, Downloader, Entry, _segments
-from downloader._budget import ConnectionBudget
-from downloader._policy import CallerHeaders, ContentRange
-from downloader._segments import (
-    Segment,
-    SegmentedDownload,
-    check_range_answer,
-    contiguous_prefix,
-    split_point,
-)
+from downloader import Checksum, Downloader, Entry
+from downloader._engine import segments as _segments
+from downloader._engine.budget import ConnectionBudget
+from downloader._engine.ranges import Segment, contiguous_prefix, split_point
+from downloader._engine.segments import SegmentedDownload
+from downloader._http.stream import Stream, open_stream
+from downloader._policy import Answer, CallerHeaders, ContentRange, check_range_answer
 from downloader._storage import (
     FilePaths,
     ResumeState,
@@ -30,7 +27,6 @@ from downloader._storage import (
     save_state,
     segments_cover,
 )
-from downloader._transfer import Answer, Stream, open_stream
 from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import count_flushes, file_sha256, gets, sha256

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from downloader import Downloader, _tls
+from downloader import Downloader
+from downloader._http import tls as _tls
 from downloader.testing import FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
@@ -152,7 +153,7 @@ def test_aiohttp_import_skips_its_ca_loading_and_restores_the_environment(
     ca.cert_pem.write_to_path(str(bundle))
     script = """
 import asyncio, json, os, sys
-from downloader import _tls
+from downloader._http import tls as _tls
 _tls.start_default_context()
 _tls.import_aiohttp_without_ca_loading()
 import aiohttp.connector

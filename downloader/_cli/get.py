@@ -122,12 +122,12 @@ def _load_engine(own_process: bool) -> type[Downloader]:
 
     ``plan``, ``verify`` and ``--help`` never pay for it. In a process of our
     own the TLS context is built beside the import and aiohttp's unused
-    import-time contexts skip their CA loading (see ``_tls``), and the
+    import-time contexts skip their CA loading (see ``_http.tls``), and the
     collector is kept off the ~200k objects the imports made, which live as
     long as the process (~50 ms less full collection at exit).
     """
     if own_process:
-        from .. import _tls
+        from .._http import tls as _tls
 
         _tls.start_default_context()
         _tls.import_aiohttp_without_ca_loading()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .._exceptions import ResumeRejected
+from .._exceptions import ConnectionLost, ResumeRejected
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
@@ -130,3 +130,9 @@ def check_range_answer(
     if etag and answer.etag and answer.etag != etag:
         msg = f"the file changed on the server (ETag {etag} -> {answer.etag})"
         raise ResumeRejected(msg, url=answer.url)
+
+
+def cut_short(at: int, total: int | None, url: str) -> ConnectionLost:
+    """The body stopped early: say where, so the user sees how far it got."""
+    of = f" of {total:,}" if total is not None else ""
+    return ConnectionLost(f"body cut short at byte {at:,}{of} from {url}", url=url)

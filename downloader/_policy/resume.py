@@ -189,6 +189,14 @@ def resume_headers(have: int, validator: str | None) -> dict[str, str]:
     return headers
 
 
+def range_headers(start: int, end: int, validator: str | None) -> dict[str, str]:
+    """Ask for bytes ``start``-``end`` (inclusive) of the version ``validator``."""
+    headers = {"Range": f"bytes={start}-{end}"}
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
 def resume_offset(
     have: int,
     status: int,

@@ -14,16 +14,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 
-from . import _storage as storage
-from ._budget import ConnectionBudget
-from ._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
-from ._integrity import Checksum, Hasher, hash_range
-from ._policy import check_range_answer, is_etag
-from ._settings import FAST_ENOUGH
-from ._storage import FilePaths, PartWriter, ResumeState
-from ._transfer import Stream
+from .. import _storage as storage
+from .._exceptions import ConnectionLost, HTTPStatusError, ResumeRejected, StorageError
+from .._http.stream import Stream
+from .._integrity import Checksum, Hasher, hash_range
+from .._policy import check_range_answer, is_etag
+from .._settings import FAST_ENOUGH
+from .._storage import FilePaths, PartWriter, ResumeState
+from .budget import ConnectionBudget
+from .ranges import Segment, contiguous_prefix, split_point
 
 CHECKPOINT_EVERY = 0.25  # seconds: a kill loses at most this much per connection
 # A connection at least FAST_ENOUGH is left alone (see _policy), judged first on
@@ -34,48 +34,6 @@ HASH_STEP = 8 * 1024 * 1024  # hash the contiguous prefix once it grew this much
 
 OpenRange = Callable[[int, int], AbstractAsyncContextManager[Stream]]
 OnChunk = Callable[[int], Awaitable[None]]
-
-
-@dataclass(eq=False)
-class Segment:
-    """Bytes [start, end) of the file; [start, saved) are on disk."""
-
-    start: int
-    pos: int  # next byte to receive
-    end: int  # shrinks when another connection takes over the tail
-    saved: int
-    busy: bool = False  # a connection is (or is about to be) working on it
-    writer: PartWriter | None = None  # while one is open: its saved is live
-
-    @property
-    def on_disk(self) -> int:
-        """End of the bytes written so far (live while a writer is open)."""
-        return self.writer.saved if self.writer is not None else self.saved
-
-    @property
-    def left(self) -> int:
-        return self.end - self.pos
-
-
-def split_point(segments: list[Segment], min_size: int) -> tuple[Segment, int] | None:
-    """The busy segment with the most bytes left and the byte to cut it at."""
-    busy = [s for s in segments if s.busy and s.left >= 2 * min_size]
-    if not busy:
-        return None
-    victim = max(busy, key=lambda s: s.left)
-    return victim, victim.pos + victim.left // 2
-
-
-def contiguous_prefix(segments: list[Segment]) -> int:
-    """How many bytes from the start of the file are all on disk."""
-    at = 0
-    for seg in sorted(segments, key=lambda s: s.start):
-        if seg.start != at:
-            break
-        if seg.saved < seg.end:
-            return seg.saved
-        at = seg.end
-    return at
 
 
 class SegmentedDownload:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._policy import host_key
+from .._policy import host_key
 
 
 class ConnectionBudget:

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from . import _storage as storage
-from ._budget import ConnectionBudget
-from ._exceptions import (
+from .. import _storage as storage
+from .._exceptions import (
     ConnectionLost,
     HTTPStatusError,
     ResumeRejected,
     TransferError,
 )
-from ._integrity import hash_file
-from ._models import Entry
-from ._policy import (
+from .._http.stream import Stream, open_stream
+from .._integrity import hash_file
+from .._models import Entry
+from .._policy import (
     Answer,
     CallerHeaders,
     Plan,
     announced_mismatch,
-    ask_entry_again,
+    cut_short,
     expected_total,
     integrity_error,
     plan_part,
@@ -31,73 +28,24 @@ from ._policy import (
     splittable,
     unsatisfiable_resume,
 )
-from ._progress import ProgressSink
-from ._ratelimit import RateLimiter
-from ._segments import Segment, SegmentedDownload
-from ._storage import (
+from .._storage import (
     FilePaths,
-    GroupSync,
     NoTmpfile,
     ResumeState,
     publish_fresh,
     publish_small,
 )
-from ._transfer import Environment, Session, Stream, open_stream
+from .context import FileClaim, RunContext, Tally
+from .ranges import RangeOpener, Segment
+from .segments import SegmentedDownload
 
 SMALL_FILE = 1024 * 1024  # bodies up to this size are held, then written at once
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every try needs from its run: the session, limits and settings."""
-
-    session: Session
-    env: Environment | None
-    budget: ConnectionBudget
-    headers: dict[str, str]
-    progress: ProgressSink
-    limiter: RateLimiter | None
-    split: int
-    min_split_size: int
-    syncs: GroupSync
-
-
-@dataclass
-class Tally:
-    """Bytes received for one file this run, kept across its tries.
-
-    ``reached`` is how far into the file the try under way has got (bytes
-    held); ``furthest`` the most any earlier try held. A try that only
-    fetches again bytes already had made no progress, whatever it received.
-    """
-
-    bytes: int = 0
-    reached: int = 0
-    furthest: int = 0
-
-    def start(self, held: int) -> None:
-        """A try's body begins with ``held`` bytes of the file in place."""
-        self.reached = held
-
-    def forget(self) -> None:
-        """The bytes on disk were thrown away (a bad range, a wrong checksum)."""
-        self.reached = self.furthest = 0
-
-    def progressed(self) -> bool:
-        """Did the try just ended get past the furthest byte reached before?"""
-        moved = self.reached > self.furthest
-        self.furthest = max(self.furthest, self.reached)
-        return moved
-
-
-class LookAgain(Exception):
-    """The final file appeared while this try took the file's lock: is it done?"""
 
 
 class FileFetch:
     """Tries to get one entry into place; each ``attempt`` is one try at one URL.
 
-    The file's lock (``lock``) is taken before a part is read or written;
+    The file's lock (``claim``) is taken before a part is read or written;
     a new small body is published without one. A try raises ``PartBusy``
     when another process holds it, ``LookAgain`` when another process
     published the file meanwhile: the caller waits or looks, then tries again.
@@ -118,10 +66,11 @@ class FileFetch:
         self.key = key
         self.entry = entry
         self.paths = paths
-        self.lock = lock
+        self.claim = FileClaim(lock, paths)
         self._no_part = no_part
         self.tally = Tally()
-        self.may_split = ctx.split > 1  # off after a server botched a ranged answer
+        # Off after a server botched a ranged answer.
+        self.may_split = ctx.settings.split > 1
         self._asked = entry.url  # the URL of the try under way (entry or mirror)
 
     async def attempt(self, url: str) -> tuple[int, str | None]:
@@ -129,20 +78,6 @@ class FileFetch:
         self._asked = url
         async with self.ctx.budget.slot(url):
             return await self._attempt_in_slot(url)
-
-    def _claim(self) -> None:
-        """Hold the file's lock from here on: a part is about to be touched.
-
-        Raises
-        ------
-        PartBusy
-            Another live process holds it.
-        LookAgain
-            Taken just now, but meanwhile another process published the file.
-        """
-        taken = self.lock.take()
-        if taken and storage.stat_or_none(self.paths.final_name) is not None:
-            raise LookAgain
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         on_disk, state, plan = self._look()
@@ -172,8 +107,8 @@ class FileFetch:
         # (a small body is published under no name, whoever else is at work).
         on_disk = -1 if self._no_part else storage.part_size(paths.part_name)
         self._no_part = False
-        if on_disk >= 0 and not self.lock.held:  # it appeared since the first look
-            self._claim()
+        if on_disk >= 0 and not self.claim.held:  # it appeared since the first look
+            self.claim.take()
             on_disk = storage.part_size(paths.part_name)  # as the holder left it
         state = storage.load_state(paths.state) if on_disk > 0 else None
         checksum = self.entry.checksum is not None
@@ -209,7 +144,7 @@ class FileFetch:
                 raise mismatch
             if offset == 0 and total is not None and total <= SMALL_FILE:
                 return await self._small(stream, total, had_part=had_part)
-            self._claim()  # a part will be written
+            self.claim.take()  # a part will be written
             if total is not None and self._splittable(answer, offset, total):
                 state = await asyncio.to_thread(
                     storage.start_split, paths, url, answer, total
@@ -217,7 +152,7 @@ class FileFetch:
                 return await self._segmented(state, stream, url)
             size, digest = await self._one_stream(stream, offset, total)
         if total is not None and size != total:
-            raise _cut_short(size, total, url)
+            raise cut_short(size, total, url)
         return await self._finish(size, digest, url)
 
     async def _one_stream(
@@ -251,7 +186,7 @@ class FileFetch:
                         await writer.write(chunk)
                         flusher.wrote_up_to(writer.saved)
                 except ConnectionLost as exc:
-                    raise _cut_short(writer.position, total, stream.answer.url) from exc
+                    raise cut_short(writer.position, total, stream.answer.url) from exc
                 size = writer.position
         finally:
             await flusher.close()
@@ -271,7 +206,7 @@ class FileFetch:
             offset,
             total,
             allowed=self.may_split,
-            min_split_size=self.ctx.min_split_size,
+            min_split_size=self.ctx.settings.min_split_size,
             checksum=self.entry.checksum is not None,
         )
 
@@ -281,7 +216,7 @@ class FileFetch:
 
     def _caller(self, url: str) -> CallerHeaders:
         """The caller's headers for a try at ``url`` (the entry's URL or a mirror)."""
-        return CallerHeaders(url, self.ctx.headers, self.entry.headers)
+        return CallerHeaders(url, self.ctx.settings.headers, self.entry.headers)
 
     async def _segmented(
         self, state: ResumeState, first: Stream | None, url: str
@@ -295,29 +230,10 @@ class FileFetch:
         assert state.size is not None
         assert state.segments is not None
         ctx, entry, validator = self.ctx, self.entry, state.validator
-        caller = self._caller(url)
-        target = [first.answer.url if first is not None else url]
-
-        @contextlib.asynccontextmanager
-        async def open_range(start: int, end: int) -> AsyncIterator[Stream]:
-            ranged = {"Range": f"bytes={start}-{end}"}
-            if validator:
-                ranged["If-Range"] = validator
-            async with contextlib.AsyncExitStack() as stack:
-                at = target[0]
-                try:
-                    stream = await stack.enter_async_context(
-                        open_stream(ctx.session, at, caller, ranged, ctx.env)
-                    )
-                except HTTPStatusError as exc:
-                    if at == url or not ask_entry_again(exc.status):
-                        raise
-                    stream = await stack.enter_async_context(
-                        open_stream(ctx.session, url, caller, ranged, ctx.env)
-                    )
-                target[0] = stream.answer.url
-                yield stream
-
+        where = first.answer.url if first is not None else url
+        opener = RangeOpener(
+            ctx.session, ctx.env, url, self._caller(url), validator, target=where
+        )
         segments = [Segment(a, b, c, b) for a, b, c in state.segments]
         done = sum(seg.saved - seg.start for seg in segments)
         if first is None:  # a resume: room for what is missing
@@ -330,10 +246,10 @@ class FileFetch:
             url=url,
             size=state.size,
             validator=validator,
-            split=ctx.split,
-            min_size=ctx.min_split_size,
+            split=ctx.settings.split,
+            min_size=ctx.settings.min_split_size,
             budget=ctx.budget,
-            open_range=open_range,
+            open_range=opener,
             on_chunk=self._count,
             checksum=entry.checksum,
             inline=self._in_memory(),
@@ -365,7 +281,7 @@ class FileFetch:
                 chunks.append(chunk)
                 size += len(chunk)
         except TransferError as exc:
-            if chunks and self._may_claim():
+            if chunks and self.claim.take_if_free():
                 await asyncio.to_thread(
                     storage.keep_partial,
                     self.paths,
@@ -375,10 +291,10 @@ class FileFetch:
                     chunks,
                 )
             if isinstance(exc, ConnectionLost):
-                raise _cut_short(size, total, url) from exc
+                raise cut_short(size, total, url) from exc
             raise
         if size != total:
-            raise _cut_short(size, total, url)
+            raise cut_short(size, total, url)
         early = integrity_error(entry, size, None, url)  # size, before any write
         if early is not None:
             raise early
@@ -391,22 +307,14 @@ class FileFetch:
     async def _publish(self, chunks: list[bytes], *, had_part: bool) -> str | None:
         """Without a lock where the system allows it (a new name), else with one."""
         checksum, syncs = self.entry.checksum, self.ctx.syncs
-        if not self.lock.held:
+        if not self.claim.held:
             try:
                 return await publish_fresh(self.paths, chunks, checksum, syncs)
             except NoTmpfile:
-                self._claim()
+                self.claim.take()
         return await publish_small(
             self.paths, chunks, checksum, syncs, had_part=had_part
         )
-
-    def _may_claim(self) -> bool:
-        """Take the lock if it is free (to keep a broken-off body as a part)."""
-        try:
-            self._claim()
-        except (storage.PartBusy, LookAgain):
-            return False
-        return True
 
     async def _finish(
         self, size: int, digest: str | None, url: str
@@ -423,9 +331,3 @@ class FileFetch:
             raise error
         await asyncio.to_thread(storage.publish, paths)
         return size, str(checksum) if checksum else None
-
-
-def _cut_short(at: int, total: int | None, url: str) -> ConnectionLost:
-    """The body stopped early: say where, so the user sees how far it got."""
-    of = f" of {total:,}" if total is not None else ""
-    return ConnectionLost(f"body cut short at byte {at:,}{of} from {url}", url=url)
