@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import queue
-import signal
 import threading
 import time
 import uuid
@@ -26,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._cluster import connect, need_dask, run_shard
 from ._exceptions import ClusterError as ClusterError  # public from here too
 from ._manifest import EntriesLike, Shard, Sources
 from ._models import Report, Result
 from ._offline import inspect_all
 from ._settings import Settings, settings_from
-from ._shard_task import run_shard
 from ._storage import InsideCheck
 from ._types import StrPath
 
@@ -131,10 +129,10 @@ class ClusterRun:
         self.total_bytes: int | None = None
 
     def __enter__(self) -> ClusterRun:
-        _need_dask()  # before reading a huge manifest for nothing
+        need_dask()  # before reading a huge manifest for nothing
         self.count, self.total_bytes = self.sources.check(InsideCheck(self.dest))
         try:
-            self.client = self._stack.enter_context(_connect(self.cluster))
+            self.client = self._stack.enter_context(connect(self.cluster))
         except OSError as exc:
             self._stack.close()
             msg = f"cannot reach the Dask scheduler: {exc}"
@@ -173,7 +171,7 @@ class ClusterRun:
         if shared.ca_bundle:  # workers may start elsewhere
             shared = shared.replace(ca_bundle=str(Path(shared.ca_bundle).resolve()))
         topic = f"downloader-{uuid.uuid4().hex}"
-        tally = _Tally(count)
+        tally = _ShardTotals(count)
         self.client.subscribe_topic(topic, lambda event: tally.events.put(event[1]))
         ready = threading.Event()
         futures = {}
@@ -246,7 +244,7 @@ def _settings_of(given: Settings | Mapping[str, Any]) -> Settings:
     return settings_from(None, given)
 
 
-class _Tally:
+class _ShardTotals:
     """Per-shard running totals from the workers' events; updates are changes.
 
     An event carries its shard's totals and the attempt they belong to. A
@@ -281,82 +279,3 @@ class _Tally:
                 change.failed.extend(message["failed"])
                 self._latest[shard] = now
         return change
-
-
-def _need_dask() -> None:
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        msg = "running on a cluster needs Dask: pip install 'downloader[dask]'"
-        raise ClusterError(msg) from exc
-
-
-@contextlib.contextmanager
-def _connect(cluster: str | Client) -> Iterator[Client]:
-    """A client for ``cluster``; a ``local:N`` cluster lives as long as the block."""
-    _need_dask()
-    from distributed import Client, LocalCluster
-
-    if not isinstance(cluster, str):
-        yield cluster
-        return
-    if cluster.startswith("local:"):
-        workers = parse_local(cluster)
-        with _sigint_ignored():  # inherited by the worker processes spawned now
-            local = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                silence_logs=logging.CRITICAL,  # shutdown races log errors
-            )
-        with local, Client(local) as client:
-            client.register_plugin(_ignore_sigint_plugin())  # and restarted ones
-            yield client
-        return
-    with Client(cluster) as client:
-        yield client
-
-
-def parse_local(cluster: str) -> int:
-    """``local:4`` -> 4.
-
-    Raises
-    ------
-    ValueError
-        Not ``local:`` followed by a whole number >= 1.
-    """
-    text = cluster.removeprefix("local:")
-    if not text.isdigit() or int(text) < 1:
-        msg = f"want local:N with N >= 1 worker processes, got {cluster!r}"
-        raise ValueError(msg)
-    return int(text)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ctrl-C reaches every process of the terminal's group: local workers must
-    ignore it (the client stops them) or each prints a KeyboardInterrupt trace."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _ignore_sigint_plugin() -> Any:
-    """A worker plugin doing the same in workers a nanny restarts later."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class IgnoreSigint(WorkerPlugin):
-        name = "downloader-ignore-sigint"
-
-        def setup(self, worker: Any) -> None:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    return IgnoreSigint()

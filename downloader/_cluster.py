@@ -1,24 +1,31 @@
-"""The worker side of a cluster run: one shard through the engine, told to Dask.
+"""Dask's side of a cluster run: the client's connection, and each shard's task.
 
-Imported by Dask workers (through ``distributed.run_shard``); it imports
-``distributed`` only inside the task, so the package works without Dask.
+``run_shard`` is the task: one shard through the ordinary engine on a worker,
+its progress told to Dask as events. It is imported by Dask workers (through
+``distributed.run_shard``); Dask itself is imported only inside functions, so
+the package works without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._engine import Downloader
-from ._exceptions import ShardStopped
+from ._exceptions import ClusterError, ShardStopped
 from ._manifest import Shard, Sources
 from ._models import Result
 from ._progress import describe
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 EVENT_INTERVAL = 0.5  # seconds between progress events from one shard
 STOP_POLL = 1.0  # seconds between a running shard's looks at the stop flag
@@ -151,3 +158,82 @@ class EventProgress:
                 }
             )
             self._failed, self._dirty = [], False
+
+
+def need_dask() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        msg = "running on a cluster needs Dask: pip install 'downloader[dask]'"
+        raise ClusterError(msg) from exc
+
+
+@contextlib.contextmanager
+def connect(cluster: str | Client) -> Iterator[Client]:
+    """A client for ``cluster``; a ``local:N`` cluster lives as long as the block."""
+    need_dask()
+    from distributed import Client, LocalCluster
+
+    if not isinstance(cluster, str):
+        yield cluster
+        return
+    if cluster.startswith("local:"):
+        workers = parse_local(cluster)
+        with _sigint_ignored():  # inherited by the worker processes spawned now
+            local = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,  # shutdown races log errors
+            )
+        with local, Client(local) as client:
+            client.register_plugin(_ignore_sigint_plugin())  # and restarted ones
+            yield client
+        return
+    with Client(cluster) as client:
+        yield client
+
+
+def parse_local(cluster: str) -> int:
+    """``local:4`` -> 4.
+
+    Raises
+    ------
+    ValueError
+        Not ``local:`` followed by a whole number >= 1.
+    """
+    text = cluster.removeprefix("local:")
+    if not text.isdigit() or int(text) < 1:
+        msg = f"want local:N with N >= 1 worker processes, got {cluster!r}"
+        raise ValueError(msg)
+    return int(text)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C reaches every process of the terminal's group: local workers must
+    ignore it (the client stops them) or each prints a KeyboardInterrupt trace."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_sigint_plugin() -> Any:
+    """A worker plugin doing the same in workers a nanny restarts later."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreSigint(WorkerPlugin):
+        name = "downloader-ignore-sigint"
+
+        def setup(self, worker: Any) -> None:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreSigint()
