@@ -21,6 +21,8 @@ from email.utils import formatdate
 
 from aiohttp import web
 
+from ._raw_replies import RawReplyServer
+
 __all__ = ["Faults", "FileServer", "RawReplyServer", "RequestRecord", "make_bytes"]
 
 _WRITE_BLOCK = 64 * 1024
@@ -171,6 +173,32 @@ class FileServer:
     async def _answer(
         self, request: web.Request, name: str, record: RequestRecord
     ) -> web.StreamResponse:
+        found = self._find(request, name)
+        if isinstance(found, web.Response):
+            return found
+        state, faults = found
+        shaped = _shape(request, state, faults)
+        if isinstance(shaped, web.Response):
+            return shaped
+        status, headers, body = shaped
+        response = web.StreamResponse(status=status, headers=headers)
+        if faults.no_length:
+            response.enable_chunked_encoding()
+        else:
+            length = len(body)
+            if status == 200 and faults.lie_length is not None:
+                length = faults.lie_length
+            response.content_length = length
+        record.status = status
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await self._send(request, response, body, faults, record)
+        return response
+
+    def _find(
+        self, request: web.Request, name: str
+    ) -> web.Response | tuple[_File, Faults]:
+        """The file and its faults, or the answer that comes before any body."""
         if name in self.redirects:
             return web.Response(status=302, headers={"Location": self.redirects[name]})
         state = self._state.get(name)
@@ -189,44 +217,7 @@ class FileServer:
             faults.fail_times -= 1
             headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
             return web.Response(status=faults.fail_status, headers=headers)
-
-        data = state.data
-        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
-        if not faults.no_validators:
-            headers["ETag"] = state.etag
-            headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
-        start, end = _wanted_range(request, state, faults, len(data))
-        status = 200
-        if start is not None and end is not None:
-            if start >= len(data):
-                headers["Content-Range"] = f"bytes */{len(data)}"
-                return web.Response(status=416, headers=headers)
-            if faults.wrong_range_start is not None and _range_fault_due(faults):
-                start = faults.wrong_range_start
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            body = data[start : end + 1]
-            if faults.content_range is not None and _range_fault_due(faults):
-                lie = faults.content_range.format(start=start, end=end, size=len(data))
-                if lie:
-                    headers["Content-Range"] = lie
-                else:
-                    del headers["Content-Range"]
-        else:
-            body = data
-        response = web.StreamResponse(status=status, headers=headers)
-        if faults.no_length:
-            response.enable_chunked_encoding()
-        else:
-            length = len(body)
-            if status == 200 and faults.lie_length is not None:
-                length = faults.lie_length
-            response.content_length = length
-        record.status = status
-        await response.prepare(request)
-        if request.method != "HEAD":
-            await self._send(request, response, body, faults, record)
-        return response
+        return state, faults
 
     async def _send(
         self,
@@ -280,6 +271,34 @@ class FileServer:
         await response.write_eof()
 
 
+def _shape(
+    request: web.Request, state: _File, faults: Faults
+) -> web.Response | tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of the answer (a 416 is answered at once)."""
+    data = state.data
+    headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    if not faults.no_validators:
+        headers["ETag"] = state.etag
+        headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
+    start, end = _wanted_range(request, state, faults, len(data))
+    if start is None or end is None:
+        return 200, headers, data
+    if start >= len(data):
+        headers["Content-Range"] = f"bytes */{len(data)}"
+        return web.Response(status=416, headers=headers)
+    if faults.wrong_range_start is not None and _range_fault_due(faults):
+        start = faults.wrong_range_start
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+    body = data[start : end + 1]
+    if faults.content_range is not None and _range_fault_due(faults):
+        lie = faults.content_range.format(start=start, end=end, size=len(data))
+        if lie:
+            headers["Content-Range"] = lie
+        else:
+            del headers["Content-Range"]
+    return 206, headers, body
+
+
 def _range_fault_due(faults: Faults) -> bool:
     return faults.ranges_seen > faults.range_faults_after
 
@@ -312,58 +331,3 @@ def _wanted_range(
     if end < start and start < size:
         return None, None
     return start, end
-
-
-@dataclass
-class RawReplyServer:
-    """Answers every request with the same raw bytes: replies no framework sends.
-
-    For the server bugs that matter to a downloader (a length it never
-    reaches, a chunked body cut short, codings nobody asked for, HTTP/1.0
-    without a length). ``pause_at`` splits the reply in two sends, so the
-    client sees the first part before the rest. After ``reply`` the
-    connection is closed, or, with
-    ``hold_open``, left open until the client goes (a body that never ends).
-    ``heads`` keeps each request head as received.
-    """
-
-    reply: bytes
-    hold_open: bool = False
-    pause_at: int | None = None  # send this many bytes, pause 0.1 s, send the rest
-    heads: list[bytes] = field(default_factory=list)
-    base_url: str = ""
-    _server: asyncio.Server | None = None
-
-    async def start(self, host: str = "127.0.0.1") -> str:
-        self._server = await asyncio.start_server(self._handle, host, 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.base_url = f"http://{host}:{port}"
-        return self.base_url
-
-    def url(self, name: str) -> str:
-        return f"{self.base_url}/{name}"
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.heads.append(head)
-            at = len(self.reply) if self.pause_at is None else self.pause_at
-            writer.write(self.reply[:at])
-            await writer.drain()
-            if at < len(self.reply):
-                await asyncio.sleep(0.1)  # so the client reads what came first
-                writer.write(self.reply[at:])
-                await writer.drain()
-            if self.hold_open:
-                await reader.read()  # until the client hangs up
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
-            pass
-        finally:
-            writer.close()
