@@ -36,7 +36,7 @@ class ConnectionBudget:
         """
         return _Slot(self, host_key(url))
 
-    def wanted(self, url: str) -> bool:
+    def someone_waiting(self, url: str) -> bool:
         """Is a file queued for a slot to this host (so extra segments should yield)?"""
         return self._queued.get(host_key(url), 0) > 0 or self._queued_total > 0
 

@@ -160,59 +160,22 @@ class Downloader:
             self.progress.close()
 
     async def _run(self, entries: Iterator[Entry]) -> AsyncIterator[Result]:
-        todo: asyncio.Queue[tuple[int, Entry] | None] = asyncio.Queue(
-            self.settings.jobs * 2
-        )
-        done: asyncio.Queue[Result | None] = asyncio.Queue(self.settings.jobs * 2)
-        failure: list[BaseException] = []
-        ctx = self._context()
-
-        async def produce() -> None:
-            try:
-                for key, entry in enumerate(entries):
-                    await todo.put((key, entry))
-            except Exception as exc:  # a manifest error (or a bug): stop, then say so
-                failure.append(exc)
-            # Not in a ``finally``: once cancelled, nobody takes from the full
-            # queue, so these puts would wait forever and the run never ends.
-            for _ in range(self.settings.jobs):
-                await todo.put(None)
-
-        async def work() -> None:
-            try:
-                while (item := await todo.get()) is not None:
-                    key, entry = item
-                    result = await FileJob(ctx, key, entry).run()
-                    self.progress.file_finished(key, result)
-                    await done.put(result)
-            except Exception as exc:  # a bug in a worker surfaces instead of hiding
-                failure.append(exc)
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # the run is stopping
-                # Not our cancel: something inside raised it. Say so, and end
-                # this worker cleanly, or the run would wait for it forever.
-                msg = "a download was cancelled from within"
-                failure.append(RuntimeError(msg))
-                failure[-1].__cause__ = exc
-            await done.put(None)  # likewise not on cancel
-
-        tasks = [asyncio.create_task(produce(), name="manifest reader")]
+        jobs = self.settings.jobs
+        pool = _Pool(self._context(), jobs)
+        tasks = [asyncio.create_task(pool.produce(entries), name="manifest reader")]
         tasks += [
-            asyncio.create_task(work(), name=f"worker {i}")
-            for i in range(self.settings.jobs)
+            asyncio.create_task(pool.work(), name=f"worker {i}") for i in range(jobs)
         ]
         try:
-            running = self.settings.jobs
+            running = jobs
             while running:
-                result = await done.get()
+                result = await pool.done.get()
                 if result is None:
                     running -= 1
                 else:
                     yield result
-            if failure:
-                raise failure[0]
+            if pool.failure:
+                raise pool.failure[0]
         finally:
             for task in tasks:
                 task.cancel()
@@ -231,3 +194,51 @@ class Downloader:
             dest=self.dest,
             inside=self._inside,
         )
+
+
+class _Pool:
+    """The bounded queues between the manifest reader, the workers and the caller.
+
+    A ``None`` in ``todo`` tells a worker to stop; one in ``done`` says a
+    worker stopped. ``failure`` keeps what went wrong outside any one file.
+    """
+
+    def __init__(self, ctx: RunContext, jobs: int) -> None:
+        self.ctx = ctx
+        self.jobs = jobs
+        self.todo: asyncio.Queue[tuple[int, Entry] | None] = asyncio.Queue(jobs * 2)
+        self.done: asyncio.Queue[Result | None] = asyncio.Queue(jobs * 2)
+        self.failure: list[BaseException] = []
+
+    async def produce(self, entries: Iterator[Entry]) -> None:
+        todo = self.todo
+        try:
+            for key, entry in enumerate(entries):
+                await todo.put((key, entry))
+        except Exception as exc:  # a manifest error (or a bug): stop, then say so
+            self.failure.append(exc)
+        # Not in a ``finally``: once cancelled, nobody takes from the full
+        # queue, so these puts would wait forever and the run never ends.
+        for _ in range(self.jobs):
+            await todo.put(None)
+
+    async def work(self) -> None:
+        ctx, todo, done, failure = self.ctx, self.todo, self.done, self.failure
+        try:
+            while (item := await todo.get()) is not None:
+                key, entry = item
+                result = await FileJob(ctx, key, entry).run()
+                ctx.progress.file_finished(key, result)
+                await done.put(result)
+        except Exception as exc:  # a bug in a worker surfaces instead of hiding
+            failure.append(exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the run is stopping
+            # Not our cancel: something inside raised it. Say so, and end
+            # this worker cleanly, or the run would wait for it forever.
+            msg = "a download was cancelled from within"
+            failure.append(RuntimeError(msg))
+            failure[-1].__cause__ = exc
+        await done.put(None)  # likewise not on cancel

@@ -143,10 +143,10 @@ class FileJob:
         self, paths: FilePaths, lock: storage.LazyLock, *, no_part: bool = False
     ) -> Result:
         """Try the file until it is in place or has had its tries (``RetryState``)."""
-        entry, settings, began = self.entry, self.ctx.settings, self.began
+        entry = self.entry
         fetch = FileFetch(self.ctx, self.key, entry, paths, lock, no_part=no_part)
         mirrors = MirrorSet(entry.urls)
-        tries = RetryState(settings.retries)
+        tries = RetryState(self.ctx.settings.retries)
         attempts = 0
         while True:
             attempts += 1
@@ -158,7 +158,7 @@ class FileJob:
                     "downloaded",
                     bytes=fetch.tally.bytes,
                     size=size,
-                    elapsed_s=time.monotonic() - began,
+                    elapsed_s=time.monotonic() - self.began,
                     attempts=attempts,
                     checksum=verified,
                 )
@@ -183,18 +183,22 @@ class FileJob:
                 break
             mirrors, tries = left[0], left[1]
             if tries.wait:
-                retry_after = getattr(error, "retry_after", None)
-                delay = tries.delay(retry_after, base=settings.retry_wait)
-                log.info("%s: %s; retrying in %.1fs", entry.path, error, delay)
-                await asyncio.sleep(delay)
+                await self._back_off(tries, error)
         return Result(
             entry,
             "failed",
             bytes=fetch.tally.bytes,
-            elapsed_s=time.monotonic() - began,
+            elapsed_s=time.monotonic() - self.began,
             attempts=attempts,
             error=str(error),
         )
+
+    async def _back_off(self, tries: RetryState, error: DownloadError) -> None:
+        """Wait before the next try (at least what the server's Retry-After says)."""
+        retry_after = getattr(error, "retry_after", None)
+        delay = tries.delay(retry_after, base=self.ctx.settings.retry_wait)
+        log.info("%s: %s; retrying in %.1fs", self.entry.path, error, delay)
+        await asyncio.sleep(delay)
 
     async def _after_another(
         self,

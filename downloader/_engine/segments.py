@@ -142,7 +142,7 @@ class SegmentedDownload:
             while seg is not None:
                 await self._fetch(seg, first, yield_when_wanted=extra)
                 first = None
-                if extra and self.budget.wanted(self.url):
+                if extra and self.budget.someone_waiting(self.url):
                     return
                 seg = self._next_segment()
         finally:
@@ -229,7 +229,7 @@ class SegmentedDownload:
                     await self.on_chunk(len(chunk))
                     if seg.pos >= seg.end:
                         break
-                    if yield_when_wanted and self.budget.wanted(self.url):
+                    if yield_when_wanted and self.budget.someone_waiting(self.url):
                         stream.close()
                         return  # the rest of the segment waits for a connection
         finally:

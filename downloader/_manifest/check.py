@@ -56,14 +56,14 @@ def check_manifests_stats(
     *,
     fmt: str | None = None,
     check_entry: Callable[[Entry], None] | None = None,
-    keep: Callable[[str], bool] | None = None,
+    in_shard: Callable[[str], bool] | None = None,
     _digest: Callable[[str], int] | None = None,
 ) -> ManifestStats:
     """Like ``check_manifests``, also summing declared sizes for progress and ETA.
 
     ``check_entry`` may raise ``ValueError(reason)`` to reject an entry (for
     example one whose path leads out of the destination through a symlink).
-    ``keep`` limits everything to the entries of one shard (see iter_manifest);
+    ``in_shard`` limits everything to the entries of one shard (see iter_manifest);
     a repeated path is still found, since both entries land in one shard.
     Memory stays at 8 bytes (a 64-bit digest) per entry; only when two digests
     match is a second pass made, keeping the paths behind those digests.
@@ -80,7 +80,7 @@ def check_manifests_stats(
         passes[0] += 1
         first = passes[0] == 1
         for path in paths:
-            for line, entry in iter_manifest(path, fmt=fmt, keep=keep):
+            for line, entry in iter_manifest(path, fmt=fmt, in_shard=in_shard):
                 if first and entry.size is None:
                     sizes[1] += 1
                 elif first:

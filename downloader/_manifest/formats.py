@@ -46,12 +46,12 @@ def iter_manifest(
     path: StrPath,
     *,
     fmt: str | None = None,
-    keep: Callable[[str], bool] | None = None,
+    in_shard: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[int, Entry]]:
     """Yield ``(line, entry)`` for each entry of a manifest file, one at a time.
 
     Only ``.json`` manifests are read whole; the others are read line by line.
-    With ``keep`` (a shard's test of an output path), an entry whose path it
+    With ``in_shard`` (a shard's test of an output path), an entry whose path it
     refuses is skipped before the costly checks, so that a shard of a huge
     manifest pays little for the entries of other shards. An entry whose path
     cannot be told without them is checked in full (its error, if any, then
@@ -76,11 +76,11 @@ def iter_manifest(
         defaults, numbered = rows.defaults, rows.numbered
         for index, (line, item) in enumerate(rows.items, 1):
             at = f"entry {index}: " if numbered else ""
-            if keep is None:
+            if in_shard is None:
                 yield line, _to_entry(item, defaults, source, line, at)
-            elif (quick := quick_path(item, defaults)) is None or keep(quick):
+            elif (quick := quick_path(item, defaults)) is None or in_shard(quick):
                 entry = _to_entry(item, defaults, source, line, at)
-                if quick is not None or keep(entry.path):  # same path if quick
+                if quick is not None or in_shard(entry.path):  # same path if quick
                     yield line, entry
 
 

@@ -85,7 +85,7 @@ class Sources:
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
 
-        def check_entry(entry: Entry) -> None:  # manifests: ``keep`` already chose
+        def check_entry(entry: Entry) -> None:  # manifests: ``in_shard`` already chose
             if inside is not None:
                 inside(entry.path)
 
@@ -94,7 +94,10 @@ class Sources:
                 check_entry(entry)
 
         stats = check_manifests_stats(
-            list(self.manifests), fmt=self.fmt, check_entry=check_entry, keep=self.keep
+            list(self.manifests),
+            fmt=self.fmt,
+            check_entry=check_entry,
+            in_shard=self.in_shard,
         )
         check_entries(self.entries, source=self.label, check_entry=check_given)
         sizes = [e.size for e in self.entries if self.owns(e)]
@@ -105,13 +108,15 @@ class Sources:
         return stats.count + len(sizes), total
 
     @property
-    def keep(self) -> Callable[[str], bool] | None:
+    def in_shard(self) -> Callable[[str], bool] | None:
         """The shard's test of an output path, for the manifest reader."""
         return None if self.shard is None else self.shard.owns
 
     def __iter__(self) -> Iterator[Entry]:
         for manifest in self.manifests:
-            for _, entry in iter_manifest(manifest, fmt=self.fmt, keep=self.keep):
+            for _, entry in iter_manifest(
+                manifest, fmt=self.fmt, in_shard=self.in_shard
+            ):
                 yield entry
         for entry in self.entries:
             if self.owns(entry):
@@ -122,7 +127,9 @@ def _check_across(sources: Sources) -> None:
     """Entries given directly must not collide with manifest paths either."""
     wanted = {e.path for e in sources.entries if sources.owns(e)}
     for manifest in sources.manifests:
-        for line, entry in iter_manifest(manifest, fmt=sources.fmt, keep=sources.keep):
+        for line, entry in iter_manifest(
+            manifest, fmt=sources.fmt, in_shard=sources.in_shard
+        ):
             if entry.path in wanted:
                 msg = f"path {entry.path!r} is also given on the command line"
                 raise ManifestError(msg, source=str(manifest), line=line)
