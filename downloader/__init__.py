@@ -1,6 +1,18 @@
 """Resumable, streaming, manifest-driven bulk file downloader.
 
 report = downloader.download("manifests/x.jsonl", dest="data", jobs=8)
+
+How the package is built (docs/architecture.md has the whole map):
+
+1. ``_policy/`` decides, and nothing else does: every rule about bytes, URLs,
+   headers, retries and resuming is a pure, table-tested function there.
+2. One wing per foreign thing: ``_http/`` alone imports aiohttp's client,
+   ``_storage/`` alone writes under --dest, ``_progress`` alone uses tqdm,
+   ``_cli/`` alone prints.
+3. Imports run downwards (``tests/test_layers.py``): ``_cli`` -> ``_api``,
+   ``_offline``, ``distributed``, ``_cluster`` -> ``_engine`` -> ``_http``,
+   ``_storage`` -> ``_policy``, ``_manifest``, ``_progress`` -> ``_settings``,
+   ``_models``, ``_exceptions``, ``_integrity``.
 """
 
 from __future__ import annotations

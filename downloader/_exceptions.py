@@ -17,6 +17,11 @@ DownloadError                 base; .url
 Not in ``downloader.__all__``: ``ClusterError`` is public as
 ``downloader.distributed.ClusterError``; ``ShardStopped`` (a Dask worker's) and
 ``UsageError`` (the CLI's) are internal.
+
+Misuse by a calling program is not in this tree: it raises Python's own
+exceptions, as the standard library does (``TypeError`` for an unknown
+setting, ``ValueError`` for ``jobs=0``, ``RuntimeError`` for a ``Downloader``
+used outside ``async with``).
 """
 
 from __future__ import annotations
