@@ -306,13 +306,13 @@ IN_MEMORY = [("/", "tmpfs")]  # a mount table that puts every folder on tmpfs
 
 def _writers_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     seen: set[str] = set()
-    real = _storage.PartWriter._write_batch
+    real = writer.PartWriter._write_batch
 
-    def noting(self: _storage.PartWriter, batch: list[bytes], offset: int) -> None:
+    def noting(self: writer.PartWriter, batch: list[bytes], offset: int) -> None:
         seen.add(threading.current_thread().name)
         real(self, batch, offset)
 
-    monkeypatch.setattr(_storage.PartWriter, "_write_batch", noting)
+    monkeypatch.setattr(writer.PartWriter, "_write_batch", noting)
     return seen
 
 
@@ -372,13 +372,13 @@ async def test_ranges_write_in_small_batches(
     body = make_bytes(6_000_000, seed="ranges")
     origin.set_file("r.bin", body)
     sizes: list[int] = []
-    real = _storage.PartWriter._write_batch
+    real = writer.PartWriter._write_batch
 
-    def noting(self: _storage.PartWriter, batch: list[bytes], offset: int) -> None:
+    def noting(self: writer.PartWriter, batch: list[bytes], offset: int) -> None:
         sizes.append(sum(len(c) for c in batch))
         real(self, batch, offset)
 
-    monkeypatch.setattr(_storage.PartWriter, "_write_batch", noting)
+    monkeypatch.setattr(writer.PartWriter, "_write_batch", noting)
     monkeypatch.setattr(writer, "SLOW_GAP", 10.0)  # batch by size, not by pace
     async with Downloader(tmp_path, split=4, min_split_size=1_000_000) as dl:
         dl._syncs = GroupSync(ON_DISK)
@@ -386,4 +386,4 @@ async def test_ranges_write_in_small_batches(
     assert report.ok
     assert file_sha256(tmp_path / "r.bin") == sha256(body)
     assert len(sizes) > 1
-    assert max(sizes) < _storage.BATCH_BYTES  # ranges gather less than one stream
+    assert max(sizes) < writer.BATCH_BYTES  # ranges gather less than one stream

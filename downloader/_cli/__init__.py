@@ -16,9 +16,7 @@ import logging
 from collections.abc import Sequence
 
 from .._exceptions import ManifestError, UsageError
-from .get import _run_get
 from .inputs import _sources
-from .offline import _run_local
 from .outcome import EXIT_USAGE, err
 from .parser import build_parser
 
@@ -55,9 +53,15 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> int:
             from .demo import run_demo
 
             return run_demo(keep=args.keep, progress=not args.no_progress)
+        # Each command loads only its own half: get.py brings asyncio (and
+        # ssl, socket: ~20 ms), which plan, verify and --help never need.
         with _sources(args) as sources:
             if args.command == "get":
+                from .get import _run_get
+
                 return _run_get(args, sources, own_process=own_process)
+            from .offline import _run_local
+
             return _run_local(args, sources)
     except ManifestError as exc:
         err(f"error: {exc}")

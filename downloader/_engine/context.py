@@ -9,7 +9,8 @@ from .. import _storage as storage
 from .._http.session import Environment, Session
 from .._progress import ProgressSink
 from .._settings import Settings
-from .._storage import FilePaths, GroupSync, InsideCheck
+from .._storage import FilePaths, InsideCheck
+from .._storage.commit import GroupSync
 from .budget import ConnectionBudget
 from .ratelimit import RateLimiter
 

@@ -20,7 +20,8 @@ from .._manifest import EntriesLike, ShardLike, Sources
 from .._models import Entry, Report, Result
 from .._progress import NullProgress, ProgressSink
 from .._settings import Options, Settings, settings_from
-from .._storage import GroupSync, InsideCheck
+from .._storage import InsideCheck
+from .._storage.commit import GroupSync
 from .._types import StrPath
 from .budget import ConnectionBudget
 from .context import RunContext

@@ -28,13 +28,9 @@ from .._policy import (
     splittable,
     unsatisfiable_resume,
 )
-from .._storage import (
-    FilePaths,
-    NoTmpfile,
-    ResumeState,
-    publish_fresh,
-    publish_small,
-)
+from .._storage import FilePaths, ResumeState
+from .._storage.commit import NoTmpfile, publish_fresh, publish_small
+from .._storage.writer import BackgroundFlush, PartWriter
 from .context import FileClaim, RunContext, Tally
 from .ranges import RangeOpener, Segment
 from .segments import SegmentedDownload
@@ -175,10 +171,10 @@ class FileFetch:
                 )
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
         self.tally.start(offset)
-        flusher = storage.BackgroundFlush(paths.part, offset)
+        flusher = BackgroundFlush(paths.part, offset)
         try:
             inline = hasher is None and self._in_memory()
-            writer_cm = storage.PartWriter(paths.part, offset, hasher, inline=inline)
+            writer_cm = PartWriter(paths.part, offset, hasher, inline=inline)
             async with writer_cm as writer:
                 try:
                     async for chunk in stream.chunks():

@@ -10,7 +10,7 @@ from .._exceptions import HTTPStatusError
 from .._http.session import Environment, Session
 from .._http.stream import Stream, open_stream
 from .._policy import CallerHeaders, ask_entry_again, range_headers
-from .._storage import PartWriter
+from .._storage.writer import PartWriter
 
 
 @dataclass(eq=False)

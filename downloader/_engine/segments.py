@@ -21,7 +21,8 @@ from .._http.stream import Stream
 from .._integrity import Checksum, Hasher, hash_range
 from .._policy import check_range_answer, is_etag
 from .._settings import FAST_ENOUGH
-from .._storage import FilePaths, PartWriter, ResumeState
+from .._storage import FilePaths, ResumeState
+from .._storage.writer import SEGMENT_BATCH_BYTES, BackgroundFlush, PartWriter
 from .budget import ConnectionBudget
 from .ranges import Segment, contiguous_prefix, split_point
 
@@ -73,7 +74,7 @@ class SegmentedDownload:
         self._workers: set[asyncio.Task[None]] = set()
         self._saved_snapshot: tuple[tuple[int, int, int], ...] = ()
         self._received = 0  # body bytes written by every connection, this run
-        self._flusher = storage.BackgroundFlush(paths.part, 0)  # counts _received
+        self._flusher = BackgroundFlush(paths.part, 0)  # counts _received
         self._judged = asyncio.Event()  # set once the first MiB is in
 
     async def run(self, first: Stream | None) -> str | None:
@@ -208,7 +209,7 @@ class SegmentedDownload:
             self.paths.part,
             seg.pos,
             inline=self._inline,
-            batch_bytes=storage.SEGMENT_BATCH_BYTES,
+            batch_bytes=SEGMENT_BATCH_BYTES,
         )
         seg.writer = writer
         try:

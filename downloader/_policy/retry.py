@@ -11,7 +11,6 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from .._settings import BACKOFF_BASE
 
@@ -29,6 +28,10 @@ def parse_retry_after(
     if value.isascii() and value.isdigit():
         return min(float(value), RETRY_AFTER_CAP)
     try:
+        # Here, not at the top: email.utils (and the socket module it pulls
+        # in) cost plan, verify and --help ~5 ms for a header seldom sent.
+        from email.utils import parsedate_to_datetime
+
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None

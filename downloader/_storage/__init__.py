@@ -18,12 +18,13 @@ The crash-ordering rules, each enforced (and explained) in ``state.py``:
 - ``writer.py``       PartWriter (batched writes off the loop), BackgroundFlush
 - ``commit.py``       small files: written on the loop, fsyncs grouped (GroupSync)
 - ``filesystems.py``  which folders are on tmpfs (no fsync needed there)
+
+``writer``, ``commit`` and ``filesystems`` are not re-exported: only the engine
+needs them and imports them itself, so ``plan`` and ``verify`` never load them.
 """
 
 from __future__ import annotations
 
-from .commit import GroupSync, NoTmpfile, publish_fresh, publish_small
-from .filesystems import Filesystems
 from .fs import (
     allocated,
     check_room,
@@ -50,22 +51,14 @@ from .state import (
     start_fresh,
     start_split,
 )
-from .writer import BATCH_BYTES, SEGMENT_BATCH_BYTES, BackgroundFlush, PartWriter
 
 __all__ = [
-    "BATCH_BYTES",
-    "SEGMENT_BATCH_BYTES",
     "STATE_VERSION",
-    "BackgroundFlush",
     "FilePaths",
-    "Filesystems",
-    "GroupSync",
     "InsideCheck",
     "LazyLock",
-    "NoTmpfile",
     "PartBusy",
     "PartLock",
-    "PartWriter",
     "ResumeState",
     "allocated",
     "check_room",
@@ -77,8 +70,6 @@ __all__ = [
     "part_size",
     "prepare_part",
     "publish",
-    "publish_fresh",
-    "publish_small",
     "rename_into_place",
     "save_state",
     "segments_cover",
