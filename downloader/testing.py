@@ -15,15 +15,23 @@ import hashlib
 import random
 import ssl
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from aiohttp import web
 
 from ._raw_replies import RawReplyServer
+from ._server_faults import Faults, RequestRecord
+from ._server_quota import QuotaWindow
 
-__all__ = ["Faults", "FileServer", "RawReplyServer", "RequestRecord", "make_bytes"]
+__all__ = [
+    "Faults",
+    "FileServer",
+    "QuotaWindow",
+    "RawReplyServer",
+    "RequestRecord",
+    "make_bytes",
+]
 
 _WRITE_BLOCK = 64 * 1024
 
@@ -31,48 +39,6 @@ _WRITE_BLOCK = 64 * 1024
 def make_bytes(size: int, seed: int | str = 0) -> bytes:
     """Deterministic pseudo-random bytes, the same for the same size and seed."""
     return random.Random(seed).randbytes(size)
-
-
-@dataclass
-class Faults:
-    """How one file misbehaves. Counters count down as requests use them up."""
-
-    fail_status: int = 503  # answered to the first ``fail_times`` requests
-    fail_times: int = 0
-    retry_after: str | None = None  # Retry-After sent with those failures
-    drop_after: int | None = None  # close the connection after N body bytes...
-    drop_times: int = 1  # ...on this many requests
-    stall_after: int | None = None  # stop sending after N body bytes...
-    stall_times: int = 1  # ...on this many requests...
-    stall_seconds: float = 30.0  # ...for this long
-    range_faults_after: int = 0  # range faults spare this many Range requests first
-    ignore_range: bool = False  # answer 200 + whole body to Range requests
-    ignore_if_range: bool = False  # honour Range even when If-Range does not match
-    wrong_range_start: int | None = None  # answer 206 starting at this byte instead
-    # Content-Range sent on 206 answers instead of the true one, the body being
-    # the range asked for: "{start}", "{end}", "{size}" are filled in, "" sends
-    # none. E.g. "bytes -1-{end}/{size}", "bytes 0-{end}/{size}" (overlapping).
-    content_range: str | None = None
-    rate: float | None = None  # bytes per second, per connection
-    range_rate: float | None = None  # the same for Range requests, if not ``rate``
-    no_validators: bool = False  # send neither ETag nor Last-Modified
-    no_length: bool = False  # chunked encoding, no Content-Length
-    lie_length: int | None = None  # announce this Content-Length on 200 answers
-    # (then send the real body and close the connection, as real servers do)
-    change_after: int | None = None  # new content (and ETag) from request N+1 on
-    ranges_seen: int = 0  # Range requests so far (kept by the server)
-    requests_seen: int = 0  # GET requests so far (kept by the server)
-
-
-@dataclass
-class RequestRecord:
-    """What the server saw, logged on arrival and updated while it answers."""
-
-    method: str
-    name: str
-    headers: Mapping[str, str]
-    status: int = 0  # 0 until the status is chosen
-    sent: int = 0  # body bytes written so far
 
 
 @dataclass
@@ -97,6 +63,7 @@ class FileServer:
     base_url: str = ""
     in_flight: int = 0  # connections with a request in progress, not yet closed
     max_in_flight: int = 0
+    quota: QuotaWindow | None = None  # a request quota over all files
     _state: dict[str, _File] = field(default_factory=dict, repr=False)
     _live: set[object] = field(default_factory=set, repr=False)
     _runner: web.AppRunner | None = None
@@ -177,10 +144,14 @@ class FileServer:
         if isinstance(found, web.Response):
             return found
         state, faults = found
+        allowed, quota = self.quota.take() if self.quota else (True, {})
+        if not allowed:
+            return web.Response(status=429, headers=quota)
         shaped = _shape(request, state, faults)
         if isinstance(shaped, web.Response):
             return shaped
         status, headers, body = shaped
+        headers |= quota
         response = web.StreamResponse(status=status, headers=headers)
         if faults.no_length:
             response.enable_chunked_encoding()

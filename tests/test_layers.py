@@ -33,6 +33,8 @@ FLOORS: dict[str, int] = {
     "_http": 2,
     "testing": 2,
     "_raw_replies": 2,
+    "_server_quota": 2,
+    "_server_faults": 2,
     # the run
     "_engine": 3,
     # the ways in
