@@ -3,13 +3,18 @@
 aiohttp's connector enforces the hard limits; this keeps one file's segments from
 crowding out other files: a file's first connection queues fairly, while a
 segment only starts when a slot is free and nobody is waiting for one.
+
+A host that said to wait (a 429 or 503 with ``Retry-After``, or a spent
+``RateLimit`` quota) is paused: no new request goes to it until then, so
+the other files queued for it wait instead of each earning a 429.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from .._policy import host_key
+from .._policy import HostQuota, Quota, host_key
 
 
 class ConnectionBudget:
@@ -21,6 +26,8 @@ class ConnectionBudget:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._queued: dict[str, int] = {}  # files waiting for a slot, per host
         self._queued_total = 0  # files waiting for any slot
+        self._paused: dict[str, float] = {}  # host -> when it may be asked again
+        self._quotas: dict[str, HostQuota] = {}  # hosts that announce a quota
 
     def _host(self, key: str) -> asyncio.Semaphore:
         host = self._hosts.get(key)
@@ -36,14 +43,55 @@ class ConnectionBudget:
         """
         return _Slot(self, host_key(url))
 
+    def pause(self, url: str, seconds: float | None) -> None:
+        """No new request to ``url``'s host for ``seconds`` (None: no pause)."""
+        if not seconds:
+            return
+        key, until = host_key(url), time.monotonic() + seconds
+        if until > self._paused.get(key, 0.0):
+            self._paused[key] = until
+
+    def paused_for(self, key: str) -> float:
+        """Seconds until host ``key`` may be asked again (0: now)."""
+        until = self._paused.get(key)
+        if until is None:
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
+            del self._paused[key]
+            return 0.0
+        return left
+
+    def learn(self, url: str, quota: Quota) -> None:
+        """What an answer from ``url``'s host said of its request quota."""
+        key = host_key(url)
+        known = self._quotas.get(key)
+        if known is None:
+            known = self._quotas[key] = HostQuota()
+        known.learn(quota, time.monotonic())
+
+    def _wait_before(self, key: str) -> float:
+        """Seconds until a request may go to host ``key``; 0: now (and counted)."""
+        left = self.paused_for(key)
+        if left <= 0 and (quota := self._quotas.get(key)) is not None:
+            left = quota.take(time.monotonic())
+        return left
+
+    async def _turn(self, key: str) -> None:
+        """Return once a request may go to host ``key`` (paused, or quota spent)."""
+        # A loop, not an Event: a pause may be extended while this one sleeps.
+        while (left := self._wait_before(key)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(left)
+
     def someone_waiting(self, url: str) -> bool:
         """Is a file queued for a slot to this host (so extra segments should yield)?"""
         return self._queued.get(host_key(url), 0) > 0 or self._queued_total > 0
 
     async def try_slot(self, url: str) -> bool:
         """Take a slot only if one is idle and no file is waiting; ``release`` it."""
-        host = self._host(host_key(url))
-        if host.locked() or self._total.locked():
+        key = host_key(url)
+        host = self._host(key)
+        if host.locked() or self._total.locked() or self._wait_before(key) > 0:
             return False
         # Not locked means a slot is free and nobody queues for it, so these
         # acquires return without suspending: no other task runs in between.
@@ -73,6 +121,12 @@ class _Slot:
             await host.acquire()
         finally:
             budget._queued[key] -= 1
+        if budget._paused or budget._quotas:  # holding the host's slot: all wait
+            try:
+                await budget._turn(key)
+            except BaseException:
+                host.release()
+                raise
         budget._queued_total += 1
         try:
             await budget._total.acquire()

@@ -21,6 +21,7 @@ from .._policy import (
     announced_mismatch,
     cut_short,
     expected_total,
+    host_pause,
     integrity_error,
     plan_part,
     resume_headers,
@@ -73,7 +74,11 @@ class FileFetch:
         """One try, holding a connection slot for the host; (size, checksum)."""
         self._asked = url
         async with self.ctx.budget.slot(url):
-            return await self._attempt_in_slot(url)
+            try:
+                return await self._attempt_in_slot(url)
+            except HTTPStatusError as exc:
+                self.ctx.budget.pause(url, host_pause(exc.status, exc.retry_after))
+                raise
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         on_disk, state, plan = self._look()
@@ -124,6 +129,8 @@ class FileFetch:
             ctx.env,
         ) as stream:
             answer = stream.answer
+            if answer.quota is not None:
+                ctx.budget.learn(url, answer.quota)
             try:
                 offset = resume_offset(
                     have,

@@ -15,6 +15,7 @@ from .._policy import (
     merge_headers,
     parse_complete_length,
     parse_content_range,
+    parse_quota,
     parse_retry_after,
     unsupported_transfer_coding,
 )
@@ -42,6 +43,7 @@ class Stream:
             etag=headers.get("ETag"),
             last_modified=headers.get("Last-Modified"),
             accepts_ranges=headers.get("Accept-Ranges", "").lower() == "bytes",
+            quota=parse_quota(headers.get),
         )
 
     def close(self) -> None:
@@ -133,6 +135,9 @@ def _refusal(response: aiohttp.ClientResponse, current: str) -> DownloadError | 
     """Why this final answer cannot be saved as the file, if it cannot."""
     if not 200 <= response.status < 300:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None and response.status in (429, 503):
+            quota = parse_quota(response.headers.get)  # a spent quota says when
+            retry_after = quota.reset if quota is not None else None
         complete_length = None
         if response.status == 416:
             complete_length = parse_complete_length(

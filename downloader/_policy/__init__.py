@@ -11,6 +11,7 @@ and the HTTP wings gather facts and carry out the answers.
 - ``resume.py``   ``plan_entry``: skip, replace, resume (how), restart, new;
                   checks of resumed answers and of the bytes against the manifest
 - ``retry.py``    ``RetryState``, ``MirrorSet``, backoff, ``Retry-After``
+- ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .answers import (
     unsupported_transfer_coding,
 )
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
+from .quota import HostQuota, Quota, host_pause, parse_quota
 from .resume import (
     DiskFacts,
     FinalFacts,
@@ -65,8 +67,10 @@ __all__ = [
     "ContentRange",
     "DiskFacts",
     "FinalFacts",
+    "HostQuota",
     "MirrorSet",
     "Plan",
+    "Quota",
     "RetryState",
     "SavedState",
     "announced_mismatch",
@@ -79,6 +83,7 @@ __all__ = [
     "headers_for",
     "held_bytes",
     "host_key",
+    "host_pause",
     "integrity_error",
     "is_etag",
     "merge_headers",
@@ -86,6 +91,7 @@ __all__ = [
     "origin_of",
     "parse_complete_length",
     "parse_content_range",
+    "parse_quota",
     "parse_retry_after",
     "pick_validator",
     "plan_entry",

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .._exceptions import ConnectionLost, ResumeRejected
+from .quota import Quota
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
@@ -33,6 +34,7 @@ class Answer:
     etag: str | None
     last_modified: str | None
     accepts_ranges: bool = False  # "Accept-Ranges: bytes" was sent
+    quota: Quota | None = None  # the RateLimit headers, if it sent any
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:
