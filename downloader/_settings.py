@@ -69,6 +69,11 @@ class Settings:
     )
     ca_bundle: str | None = _setting(None, "trust these CA certificates for TLS")
     insecure: bool = _setting(False, "skip TLS verification (dangerous)")
+    adapt: bool = _setting(
+        True,
+        "halve a host's connections when it answers 429 or 503 (or stalls), "
+        "and grow them back while its answers are clean; per_host is the ceiling",
+    )
     retry_wait: float = _setting(
         BACKOFF_BASE, "seconds before the first retry; doubles each time"
     )
@@ -141,6 +146,7 @@ class Options(TypedDict, total=False):
     wait_for_others: bool
     ca_bundle: str | None
     insecure: bool
+    adapt: bool
     retry_wait: float
     raise_on_failure: bool
 

@@ -64,6 +64,8 @@ class FileServer:
     in_flight: int = 0  # connections with a request in progress, not yet closed
     max_in_flight: int = 0
     quota: QuotaWindow | None = None  # a request quota over all files
+    connection_limit: int | None = None  # more at once are answered 429...
+    refused: int = 0  # ...counted here (nginx limit_conn with status 429)
     _state: dict[str, _File] = field(default_factory=dict, repr=False)
     _live: set[object] = field(default_factory=set, repr=False)
     _runner: web.AppRunner | None = None
@@ -144,6 +146,9 @@ class FileServer:
         if isinstance(found, web.Response):
             return found
         state, faults = found
+        if self.connection_limit is not None and self.in_flight > self.connection_limit:
+            self.refused += 1
+            return web.Response(status=429, text="too many connections")
         allowed, quota = self.quota.take() if self.quota else (True, {})
         if not allowed:
             return web.Response(status=429, headers=quota)
@@ -228,7 +233,7 @@ class FileServer:
                 return
             sent += len(block)
             record.sent = sent
-            if rate:
+            if rate and sent < limit:  # not after the last: done means done
                 ahead = sent / rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)

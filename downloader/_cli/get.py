@@ -52,6 +52,7 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
         wait_for_others=not args.no_wait,
         ca_bundle=args.ca_bundle,
         insecure=args.insecure,
+        adapt=not args.no_adapt,
     )
     if args.cluster:
         from .cluster import run_on_cluster
@@ -69,8 +70,11 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
                 downloader(args.dest, settings, progress=progress) as dl,
                 contextlib.aclosing(dl.stream(sources)) as results,
             ):
-                async for result in results:
-                    outcome.add(result)
+                try:
+                    async for result in results:
+                        outcome.add(result)
+                finally:
+                    outcome.hosts = dl.hosts()
         finally:
             outcome.summary.seconds = loop.time() - began
 

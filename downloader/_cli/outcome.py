@@ -25,6 +25,7 @@ class Outcome:
         self.summary = Summary()
         self.failures: list[Result] = []  # the first few, listed at the end
         self.writer = _ReportWriter(Path(report)) if report else None
+        self.hosts: dict[str, dict[str, int]] | None = None  # what each host took
 
     def add(self, result: Result) -> None:
         self.summary.add(result)
@@ -46,7 +47,7 @@ class Outcome:
         ``finished``: files done when stopped, if more than the results seen.
         """
         if self.writer is not None:
-            self.writer.close(self.summary)
+            self.writer.close(self.summary, self.hosts)
         if stopped_by is not None:
             done = self.summary.files if finished is None else finished
             err(
@@ -99,8 +100,13 @@ class _ReportWriter:
         )
         self._first = False
 
-    def close(self, summary: Summary) -> None:
-        self._file.write('\n],\n"summary": ' + json.dumps(summary.to_dict()) + "}\n")
+    def close(
+        self, summary: Summary, hosts: dict[str, dict[str, int]] | None = None
+    ) -> None:
+        tail = '\n],\n"summary": ' + json.dumps(summary.to_dict())
+        if hosts is not None:
+            tail += ',\n"hosts": ' + json.dumps(hosts)
+        self._file.write(tail + "}\n")
         self._file.close()
         os.replace(self.tmp, self.path)
 

@@ -229,6 +229,13 @@ def _add_network(get: argparse.ArgumentParser) -> None:
         action="store_true",
         help=Settings.doc("insecure") + ", with a warning",
     )
+    net.add_argument(
+        "--no-adapt",
+        action="store_true",
+        help="keep --per-host connections to every host, even when it answers "
+        "429 or 503 (by default a host that pushes back gets half as many, "
+        "growing back while its answers are clean)",
+    )
 
 
 def _add_scaling(get: argparse.ArgumentParser) -> None:

@@ -4,6 +4,10 @@ aiohttp's connector enforces the hard limits; this keeps one file's segments fro
 crowding out other files: a file's first connection queues fairly, while a
 segment only starts when a slot is free and nobody is waiting for one.
 
+Each host's number of slots adapts (``policy.HostLimit``): halved when it
+answers 429 or 503, grown back while its answers are clean, never past
+``per_host``. With ``adapt=False`` it stays at ``per_host``.
+
 A host that said to wait (a 429 or 503 with ``Retry-After``, or a spent
 ``RateLimit`` quota) is paused: no new request goes to it until then, so
 the other files queued for it wait instead of each earning a 429.
@@ -13,27 +17,48 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
-from .._policy import HostQuota, Quota, host_key
+from .._exceptions import HTTPStatusError, ReadTimeout
+from .._policy import (
+    HostLimit,
+    HostQuota,
+    Quota,
+    host_key,
+    host_pause,
+    pushed_back,
+)
 
 
 class ConnectionBudget:
-    """``per_host`` slots for each host and ``total`` slots overall."""
+    """Up to ``per_host`` slots for each host and ``total`` slots overall."""
 
-    def __init__(self, *, per_host: int, total: int) -> None:
+    def __init__(self, *, per_host: int, total: int, adapt: bool = True) -> None:
         self.per_host = per_host
+        self.adapt = adapt
         self._total = asyncio.Semaphore(total)
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._hosts: dict[str, _HostGate] = {}
         self._queued: dict[str, int] = {}  # files waiting for a slot, per host
         self._queued_total = 0  # files waiting for any slot
         self._paused: dict[str, float] = {}  # host -> when it may be asked again
         self._quotas: dict[str, HostQuota] = {}  # hosts that announce a quota
 
-    def _host(self, key: str) -> asyncio.Semaphore:
+    def _host(self, key: str) -> _HostGate:
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = asyncio.Semaphore(self.per_host)
+            host = self._hosts[key] = _HostGate(HostLimit(self.per_host))
         return host
+
+    def hosts(self) -> dict[str, dict[str, int]]:
+        """Per host: the connections it ended with, its push-backs, its requests."""
+        return {
+            key: {
+                "connections": gate.limit.connections,
+                "throttled": gate.limit.pushbacks,
+                "requests": gate.requests,
+            }
+            for key, gate in self._hosts.items()
+        }
 
     def slot(self, url: str) -> _Slot:
         """Wait for a connection slot to ``url``'s host (first come, first served).
@@ -45,9 +70,12 @@ class ConnectionBudget:
 
     def pause(self, url: str, seconds: float | None) -> None:
         """No new request to ``url``'s host for ``seconds`` (None: no pause)."""
+        self.pause_key(host_key(url), seconds)
+
+    def pause_key(self, key: str, seconds: float | None) -> None:
         if not seconds:
             return
-        key, until = host_key(url), time.monotonic() + seconds
+        until = time.monotonic() + seconds
         if until > self._paused.get(key, 0.0):
             self._paused[key] = until
 
@@ -104,17 +132,84 @@ class ConnectionBudget:
         self._total.release()
 
 
-class _Slot:
-    """One held connection slot: the host's, then one of the total."""
+class _HostGate:
+    """A host's slots: a semaphore whose size ``limit`` may change while in use.
 
-    __slots__ = ("_budget", "_host", "_key")
+    Taken first come, first served; a smaller limit lets no new request in
+    until enough of those under way have ended.
+    """
+
+    __slots__ = ("_waiting", "active", "limit", "requests")
+
+    def __init__(self, limit: HostLimit) -> None:
+        self.limit = limit
+        self.active = 0
+        self.requests = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self.active >= self.limit.connections or bool(self._waiting)
+
+    async def acquire(self) -> None:
+        if not self.locked():
+            self.active += 1
+            self.requests += 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # granted as it was cancelled: pass it on
+            else:
+                self._waiting.remove(turn)
+            raise
+        self.requests += 1
+
+    def release(self) -> None:
+        self.active -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Let waiters in while there is room (after a release or a raise)."""
+        while self._waiting and self.active < self.limit.connections:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                self.active += 1
+                turn.set_result(None)
+
+
+class _Slot:
+    """One held connection slot: the host's, then one of the total.
+
+    ``ok()`` and ``pushback()`` tell the host's limit how the request went.
+    """
+
+    __slots__ = ("_budget", "_epoch", "_host", "_key")
 
     def __init__(self, budget: ConnectionBudget, key: str) -> None:
         self._budget = budget
         self._key = key
         self._host = budget._host(key)
+        self._epoch = 0
 
-    async def __aenter__(self) -> None:
+    def ok(self) -> None:
+        """The host answered without pushing back."""
+        if self._budget.adapt:
+            self._host.limit.on_ok()
+            self._host.wake()
+
+    def refused(self, exc: HTTPStatusError | ReadTimeout) -> None:
+        """The request failed so: a push-back (429, 503, a stall), or a pause."""
+        status = exc.status if isinstance(exc, HTTPStatusError) else 0
+        stalled = isinstance(exc, ReadTimeout)
+        if self._budget.adapt and pushed_back(status, stalled=stalled):
+            self._host.limit.on_pushback(self._epoch)
+        retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+        self._budget.pause_key(self._key, host_pause(status, retry_after))
+
+    async def __aenter__(self) -> _Slot:
         budget, key, host = self._budget, self._key, self._host
         budget._queued[key] = budget._queued.get(key, 0) + 1
         try:
@@ -135,6 +230,8 @@ class _Slot:
             raise
         finally:
             budget._queued_total -= 1
+        self._epoch = host.limit.epoch
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._budget._total.release()

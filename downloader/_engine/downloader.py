@@ -72,7 +72,9 @@ class Downloader:
         self._session = session
         self._owns_session = session is None
         self._inside = InsideCheck(self.dest)
-        self._budget = ConnectionBudget(per_host=s.per_host, total=s.max_connections)
+        self._budget = ConnectionBudget(
+            per_host=s.per_host, total=s.max_connections, adapt=s.adapt
+        )
         self._env: Environment | None = None
         self._syncs = GroupSync()
 
@@ -181,6 +183,11 @@ class Downloader:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def hosts(self) -> dict[str, dict[str, int]]:
+        """Per host, so far: the connections it has now (``per_host`` unless it
+        pushed back), how often it pushed back (429, 503, stalls), and requests."""
+        return self._budget.hosts()
 
     def _context(self) -> RunContext:
         assert self._session is not None

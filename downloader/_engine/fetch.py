@@ -8,6 +8,7 @@ from .. import _storage as storage
 from .._exceptions import (
     ConnectionLost,
     HTTPStatusError,
+    ReadTimeout,
     ResumeRejected,
     TransferError,
 )
@@ -21,7 +22,6 @@ from .._policy import (
     announced_mismatch,
     cut_short,
     expected_total,
-    host_pause,
     integrity_error,
     plan_part,
     resume_headers,
@@ -73,12 +73,14 @@ class FileFetch:
     async def attempt(self, url: str) -> tuple[int, str | None]:
         """One try, holding a connection slot for the host; (size, checksum)."""
         self._asked = url
-        async with self.ctx.budget.slot(url):
+        async with self.ctx.budget.slot(url) as slot:
             try:
-                return await self._attempt_in_slot(url)
-            except HTTPStatusError as exc:
-                self.ctx.budget.pause(url, host_pause(exc.status, exc.retry_after))
+                done = await self._attempt_in_slot(url)
+            except (HTTPStatusError, ReadTimeout) as exc:
+                slot.refused(exc)  # the host may want fewer requests
                 raise
+            slot.ok()
+            return done
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         on_disk, state, plan = self._look()

@@ -11,6 +11,7 @@ and the HTTP wings gather facts and carry out the answers.
 - ``resume.py``   ``plan_entry``: skip, replace, resume (how), restart, new;
                   checks of resumed answers and of the bytes against the manifest
 - ``retry.py``    ``RetryState``, ``MirrorSet``, backoff, ``Retry-After``
+- ``hostlimit.py`` HostLimit: a host's connections, halved on 429/503, regrown
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
 """
 
@@ -30,6 +31,7 @@ from .answers import (
     unsupported_transfer_coding,
 )
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
+from .hostlimit import HostLimit, pushed_back
 from .quota import HostQuota, Quota, host_pause, parse_quota
 from .resume import (
     DiskFacts,
@@ -67,6 +69,7 @@ __all__ = [
     "ContentRange",
     "DiskFacts",
     "FinalFacts",
+    "HostLimit",
     "HostQuota",
     "MirrorSet",
     "Plan",
@@ -96,6 +99,7 @@ __all__ = [
     "pick_validator",
     "plan_entry",
     "plan_part",
+    "pushed_back",
     "range_headers",
     "resume_headers",
     "resume_offset",

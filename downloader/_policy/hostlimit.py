@@ -1,0 +1,85 @@
+"""How many connections a host gets: additive increase, multiplicative decrease.
+
+A host pushes back with 429 or 503 (nginx ``limit_conn``, S3's per-prefix
+limits, API gateways). Each push-back halves the host's limit, once per
+round: the answers to requests sent before the cut say nothing new, so they
+are not counted again (TCP's rule, one decrease per window). Clean answers
+grow it by one per round (``limit`` of them), up to the ``ceiling``
+(``--per-host``).
+
+After a push-back at limit L the limit grows freely only up to L - 1. Asking
+for L again is a probe: it waits for a long clean run, which doubles after
+each probe that fails. A host that allows 4 connections thus answers a few
+429s at the start and then about one in a few hundred requests, not one in
+ten as plain AIMD would.
+"""
+
+from __future__ import annotations
+
+PROBE_AFTER = 32  # clean rounds at L - 1 before L is tried again (doubles)
+
+
+class HostLimit:
+    """The connection limit of one host, learnt from its answers."""
+
+    __slots__ = (
+        "ceiling",
+        "clean",
+        "epoch",
+        "limit",
+        "probe_after",
+        "pushbacks",
+        "too_many",
+    )
+
+    def __init__(self, ceiling: int, start: int | None = None) -> None:
+        self.ceiling = ceiling
+        self.limit = float(min(start or ceiling, ceiling))
+        self.epoch = 0  # counts the cuts; a request remembers the one it went under
+        self.clean = 0  # clean answers since the limit last changed
+        self.too_many: int | None = None  # the lowest limit a push-back came at
+        self.probe_after = PROBE_AFTER
+        self.pushbacks = 0  # every one, counted or not, for the report
+
+    @property
+    def connections(self) -> int:
+        return max(1, int(self.limit))
+
+    def on_ok(self) -> None:
+        """A clean answer: one more connection after a round of them."""
+        self.clean += 1
+        now = self.connections
+        if self.clean < now:
+            return
+        if self.too_many is not None and now >= self.too_many:
+            self.too_many = None  # a clean round where it pushed back: it holds now
+            self.probe_after = PROBE_AFTER
+        target = now + 1
+        probing = self.too_many is not None and target >= self.too_many
+        if probing and self.clean < now * self.probe_after:
+            return  # at L - 1: a probe of L waits for a long clean run
+        if target <= self.ceiling:
+            self.limit = float(target)
+        self.clean = 0
+
+    def on_pushback(self, epoch: int) -> None:
+        """A 429 or 503 to a request sent under cut ``epoch``: halve, once a round."""
+        self.pushbacks += 1
+        if epoch != self.epoch:
+            return  # sent before the last cut: already answered for
+        at = self.connections
+        if self.too_many is not None and at >= self.too_many:
+            self.probe_after *= 2  # a probe failed: wait longer before the next
+        self.too_many = at if self.too_many is None else min(self.too_many, at)
+        self.limit = max(1.0, self.limit / 2)
+        self.epoch += 1
+        self.clean = 0
+
+
+def pushed_back(status: int, *, stalled: bool = False) -> bool:
+    """Does this answer say the host is overloaded (so: fewer connections)?
+
+    429 and 503 say so; so does a stall past ``--timeout``. Other failures
+    (a 404, a body cut short) say nothing about how many connections it takes.
+    """
+    return stalled or status in (429, 503)
