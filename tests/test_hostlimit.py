@@ -133,6 +133,7 @@ async def test_without_adapting_the_same_host_refuses_many(
     assert report.ok, [r.error for r in report.failed]
     assert origin.refused > 0.2 * len(origin.log)  # the fixed behaviour, kept
     assert host["connections"] == 8
+    assert host["throttled"] == origin.refused  # counted all the same
 
 
 async def test_the_report_names_each_host_and_what_it_took(

@@ -204,8 +204,11 @@ class _Slot:
         """The request failed so: a push-back (429, 503, a stall), or a pause."""
         status = exc.status if isinstance(exc, HTTPStatusError) else 0
         stalled = isinstance(exc, ReadTimeout)
-        if self._budget.adapt and pushed_back(status, stalled=stalled):
-            self._host.limit.on_pushback(self._epoch)
+        if pushed_back(status, stalled=stalled):
+            if self._budget.adapt:
+                self._host.limit.on_pushback(self._epoch)
+            else:
+                self._host.limit.pushbacks += 1  # counted for the report only
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         self._budget.pause_key(self._key, host_pause(status, retry_after))
 
