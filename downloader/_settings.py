@@ -45,7 +45,9 @@ class Settings:
     """
 
     jobs: int = _setting(8, "files handled at once")
-    per_host: int = _setting(8, "open connections to one host")
+    per_host: int = _setting(
+        8, "open connections to one host, at most (fewer while it pushes back)"
+    )
     max_connections: int = _setting(64, "open connections in all")
     split: int = _setting(
         DEFAULT_SPLIT,
