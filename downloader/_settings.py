@@ -74,7 +74,7 @@ class Settings:
     adapt: bool = _setting(
         True,
         "halve a host's connections when it answers 429 or 503 (or stalls), "
-        "and grow them back while its answers are clean; per_host is the ceiling",
+        "and grow them back while its answers are clean, never past the per-host limit",
     )
     retry_wait: float = _setting(
         BACKOFF_BASE, "seconds before the first retry; doubles each time"

@@ -232,9 +232,8 @@ def _add_network(get: argparse.ArgumentParser) -> None:
     net.add_argument(
         "--no-adapt",
         action="store_true",
-        help="keep --per-host connections to every host, even when it answers "
-        "429 or 503 (by default a host that pushes back gets half as many, "
-        "growing back while its answers are clean)",
+        help="keep --per-host connections to every host; by default: "
+        + Settings.doc("adapt"),
     )
 
 
