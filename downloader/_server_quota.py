@@ -1,10 +1,13 @@
 """QuotaWindow: a request quota for ``downloader.testing.FileServer``, as APIs send.
 
 Each window of ``seconds`` allows ``limit`` requests; past it the server
-answers 429 until the window ends. Every answer carries the quota in one of
-the spellings real servers use (``style``): ``"ietf"`` (``RateLimit-Remaining``
-and ``RateLimit-Reset`` in seconds), ``"structured"`` (``RateLimit:
-"default";r=0;t=1``) or ``"x"`` (``X-RateLimit-*``, the reset as a Unix time).
+answers 429 until the window ends. Every answer carries the quota in one of the
+spellings real servers use (``style``): ``"ietf"`` (``RateLimit-Remaining`` and
+``RateLimit-Reset`` in seconds), ``"structured"`` (``RateLimit:
+"default";r=0;t=1``) or ``"x"`` (``X-RateLimit-*``, the reset as a Unix time);
+``"none"`` sends no header at all and answers ``status`` (503, as nginx
+``limit_req ... nodelay`` does: a request-rate limit the client can only learn
+from the refusals).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class QuotaWindow:
     limit: int
     seconds: float = 1.0
     style: str = "ietf"
+    status: int = 429  # what a refused request is answered
     refused: int = 0
     _started: float = 0.0
     _used: int = 0
@@ -39,6 +43,8 @@ class QuotaWindow:
         return allowed, self._headers(self.limit - self._used, reset)
 
     def _headers(self, remaining: int, reset: float) -> dict[str, str]:
+        if self.style == "none":
+            return {}
         whole = max(1, math.ceil(reset))  # whole seconds, as servers send them
         if self.style == "structured":
             return {"RateLimit": f'"default";r={remaining};t={whole}'}

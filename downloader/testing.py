@@ -150,8 +150,8 @@ class FileServer:
             self.refused += 1
             return web.Response(status=429, text="too many connections")
         allowed, quota = self.quota.take() if self.quota else (True, {})
-        if not allowed:
-            return web.Response(status=429, headers=quota)
+        if not allowed and self.quota is not None:
+            return web.Response(status=self.quota.status, headers=quota)
         shaped = _shape(request, state, faults)
         if isinstance(shaped, web.Response):
             return shaped

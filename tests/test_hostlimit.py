@@ -152,5 +152,5 @@ async def test_the_report_names_each_host_and_what_it_took(
     hosts = json.loads(report.read_text())["hosts"]
     (name,) = hosts
     assert name.startswith("127.0.0.1:")
-    assert set(hosts[name]) == {"connections", "throttled", "requests"}
+    assert set(hosts[name]) == {"connections", "rate", "throttled", "requests"}
     assert hosts[name]["requests"] == len(origin.log)

@@ -25,7 +25,9 @@ class Outcome:
         self.summary = Summary()
         self.failures: list[Result] = []  # the first few, listed at the end
         self.writer = _ReportWriter(Path(report)) if report else None
-        self.hosts: dict[str, dict[str, int]] | None = None  # what each host took
+        self.hosts: dict[str, dict[str, int | float | None]] | None = (
+            None  # what each host took
+        )
 
     def add(self, result: Result) -> None:
         self.summary.add(result)
@@ -101,7 +103,9 @@ class _ReportWriter:
         self._first = False
 
     def close(
-        self, summary: Summary, hosts: dict[str, dict[str, int]] | None = None
+        self,
+        summary: Summary,
+        hosts: dict[str, dict[str, int | float | None]] | None = None,
     ) -> None:
         tail = '\n],\n"summary": ' + json.dumps(summary.to_dict())
         if hosts is not None:

@@ -6,7 +6,9 @@ segment only starts when a slot is free and nobody is waiting for one.
 
 Each host's number of slots adapts (``policy.HostLimit``): halved when it
 answers 429 or 503, grown back while its answers are clean, never past
-``per_host``. With ``adapt=False`` it stays at ``per_host``.
+``per_host``. The same push-backs pace its requests (``policy.HostPace``),
+for hosts that limit requests per second rather than connections. With
+``adapt=False`` it stays at ``per_host``, unpaced.
 
 A host that said to wait (a 429 or 503 with ``Retry-After``, or a spent
 ``RateLimit`` quota) is paused: no new request goes to it until then, so
@@ -22,6 +24,7 @@ from collections import deque
 from .._exceptions import HTTPStatusError, ReadTimeout
 from .._policy import (
     HostLimit,
+    HostPace,
     HostQuota,
     Quota,
     host_key,
@@ -49,11 +52,13 @@ class ConnectionBudget:
             host = self._hosts[key] = _HostGate(HostLimit(self.per_host))
         return host
 
-    def hosts(self) -> dict[str, dict[str, int]]:
-        """Per host: the connections it ended with, its push-backs, its requests."""
+    def hosts(self) -> dict[str, dict[str, int | float | None]]:
+        """Per host: connections and requests/s (None: unpaced) it ended with,
+        its push-backs, its requests."""
         return {
             key: {
                 "connections": gate.limit.connections,
+                "rate": None if gate.pace.rate is None else round(gate.pace.rate, 1),
                 "throttled": gate.limit.pushbacks,
                 "requests": gate.requests,
             }
@@ -98,17 +103,25 @@ class ConnectionBudget:
             known = self._quotas[key] = HostQuota()
         known.learn(quota, time.monotonic())
 
-    def _wait_before(self, key: str) -> float:
+    def _wait_before(self, key: str, host: _HostGate) -> float:
         """Seconds until a request may go to host ``key``; 0: now (and counted)."""
         left = self.paused_for(key)
-        if left <= 0 and (quota := self._quotas.get(key)) is not None:
-            left = quota.take(time.monotonic())
+        if left > 0:
+            return left
+        now = time.monotonic()
+        pace = host.pace
+        if (left := pace.wait(now)) > 0:
+            return left
+        if (quota := self._quotas.get(key)) is not None:
+            left = quota.take(now)
+        if left <= 0:
+            pace.grant(now)
         return left
 
-    async def _turn(self, key: str) -> None:
-        """Return once a request may go to host ``key`` (paused, or quota spent)."""
+    async def _turn(self, key: str, host: _HostGate) -> None:
+        """Return once a request may go to host ``key`` (paused, paced, quota spent)."""
         # A loop, not an Event: a pause may be extended while this one sleeps.
-        while (left := self._wait_before(key)) > 0:  # noqa: ASYNC110
+        while (left := self._wait_before(key, host)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(left)
 
     def someone_waiting(self, url: str) -> bool:
@@ -119,7 +132,7 @@ class ConnectionBudget:
         """Take a slot only if one is idle and no file is waiting; ``release`` it."""
         key = host_key(url)
         host = self._host(key)
-        if host.locked() or self._total.locked() or self._wait_before(key) > 0:
+        if host.locked() or self._total.locked() or self._wait_before(key, host) > 0:
             return False
         # Not locked means a slot is free and nobody queues for it, so these
         # acquires return without suspending: no other task runs in between.
@@ -139,10 +152,11 @@ class _HostGate:
     until enough of those under way have ended.
     """
 
-    __slots__ = ("_waiting", "active", "limit", "requests")
+    __slots__ = ("_waiting", "active", "limit", "pace", "requests")
 
     def __init__(self, limit: HostLimit) -> None:
         self.limit = limit
+        self.pace = HostPace(time.monotonic())
         self.active = 0
         self.requests = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -197,18 +211,24 @@ class _Slot:
     def ok(self) -> None:
         """The host answered without pushing back."""
         if self._budget.adapt:
-            self._host.limit.on_ok()
-            self._host.wake()
+            host = self._host
+            host.limit.on_ok()
+            if host.pace.rate is not None:
+                host.pace.on_ok(time.monotonic(), host.requests)
+            host.wake()
 
     def refused(self, exc: HTTPStatusError | ReadTimeout) -> None:
         """The request failed so: a push-back (429, 503, a stall), or a pause."""
         status = exc.status if isinstance(exc, HTTPStatusError) else 0
         stalled = isinstance(exc, ReadTimeout)
         if pushed_back(status, stalled=stalled):
-            if self._budget.adapt:
-                self._host.limit.on_pushback(self._epoch)
+            host = self._host
+            if not self._budget.adapt:
+                host.limit.pushbacks += 1  # counted for the report only
             else:
-                self._host.limit.pushbacks += 1  # counted for the report only
+                host.limit.on_pushback(self._epoch)
+                if status:  # a 429 or 503; a stall says nothing of the rate
+                    host.pace.on_pushback(time.monotonic(), host.requests)
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         self._budget.pause_key(self._key, host_pause(status, retry_after))
 
@@ -219,9 +239,9 @@ class _Slot:
             await host.acquire()
         finally:
             budget._queued[key] -= 1
-        if budget._paused or budget._quotas:  # holding the host's slot: all wait
-            try:
-                await budget._turn(key)
+        if budget._paused or budget._quotas or host.pace.rate is not None:
+            try:  # holding the host's slot: all wait
+                await budget._turn(key, host)
             except BaseException:
                 host.release()
                 raise

@@ -184,9 +184,10 @@ class Downloader:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def hosts(self) -> dict[str, dict[str, int]]:
+    def hosts(self) -> dict[str, dict[str, int | float | None]]:
         """Per host, so far: the connections it has now (``per_host`` unless it
-        pushed back), how often it pushed back (429, 503, stalls), and requests."""
+        pushed back), the requests per second it is paced at (None: unpaced),
+        how often it pushed back (429, 503, stalls), and its requests."""
         return self._budget.hosts()
 
     def _context(self) -> RunContext:

@@ -12,6 +12,7 @@ and the HTTP wings gather facts and carry out the answers.
                   checks of resumed answers and of the bytes against the manifest
 - ``retry.py``    ``RetryState``, ``MirrorSet``, backoff, ``Retry-After``
 - ``hostlimit.py`` HostLimit: a host's connections, halved on 429/503, regrown
+- ``pacing.py``   HostPace: a host's requests per second, paced after push-backs
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
 """
 
@@ -32,6 +33,7 @@ from .answers import (
 )
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
 from .hostlimit import HostLimit, pushed_back
+from .pacing import HostPace
 from .quota import HostQuota, Quota, host_pause, parse_quota
 from .resume import (
     DiskFacts,
@@ -70,6 +72,7 @@ __all__ = [
     "DiskFacts",
     "FinalFacts",
     "HostLimit",
+    "HostPace",
     "HostQuota",
     "MirrorSet",
     "Plan",
