@@ -35,6 +35,18 @@ THROTTLE_CEILING = (
     f"throttle {THROTTLE_MIB} MiB/s x 16 connections",
     THROTTLE_MIB * 16,
 )
+S7_HOSTS = 64  # 127.0.0.2 ... 127.0.0.65, one nginx listening on each
+S7_DELAY = 0.05  # seconds nginx waits (echo_sleep) before every S7 answer
+S8_KIB = 64  # S8's files
+S8C_CONNS = 4  # limit_conn per client address, answered 429
+S8C_RATE_KIB = 2048  # limit_rate per S8c request ...
+S8C_CHUNK_KIB = 8  # ... in writes this large (the last one goes undelayed)
+S8R_RATE, S8R_BURST = 20, 5  # limit_req rate=20r/s burst=5 nodelay, answered 503
+S8Q_LIMIT, S8Q_SECONDS = 20, 1.0  # S8q: QuotaWindow(20 requests a second), 429
+ECHO_MODULES = (
+    "/usr/lib/nginx/modules/ngx_http_echo_module.so",
+    "/usr/share/nginx/modules/ngx_http_echo_module.so",
+)
 
 # ---------------------------------------------------------------- scenarios
 
@@ -46,6 +58,7 @@ class Dataset:
     amount: float  # MiB, files or entries: the numerator of the throughput
     size: str  # fills {size} in the scenario's title: "1 GiB", "2,000"
     manifest: Path | None = None
+    ideal: tuple[str, float] | None = None  # S8: the server's limit, as wall s
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,9 @@ class Scenario:
     throttled: bool = False
     ceiling: tuple[str, float] | None = None  # computed physical limit
     rounds: int | None = None  # at most this many rounds (long, one-shot scenarios)
+    full_rounds: int | None = None  # the same, only at full sizes
+    server: str = ""  # "" = plain or throttled; else the nginx server or "s8q"
+    pushback: bool = False  # S8: count refusals, show failed runs too
 
 
 def write_random(path: Path, size: int, seed: int) -> tuple[int, str]:
@@ -133,6 +149,50 @@ def setup_s5(data: Path, base: str, quick: bool) -> Dataset:
 
 def setup_s6(data: Path, base: str, quick: bool) -> Dataset:
     return many_entries(data, base, 80_000 if quick else 10_000_000, "s6", False)
+
+
+def setup_s7(data: Path, base: str, quick: bool) -> Dataset:
+    """16 KiB files, round-robin over S7_HOSTS addresses: 127.0.0.2, .3, ..."""
+    port = base.rsplit(":", 1)[1]
+    items, expect = [], {}
+    for i in range(2_000 if quick else 20_000):
+        rel = f"f{i:05d}.bin"
+        expect[rel] = write_random(data / "s7" / rel, 16 * 1024, seed=i)
+        host = f"127.0.0.{2 + i % S7_HOSTS}"
+        items.append(Item(f"http://{host}:{port}/s7/{rel}", rel))
+    return Dataset(items, expect, len(items), f"{len(items):,}")
+
+
+def s8_files(data: Path, name: str, n: int) -> Dataset:
+    items, expect = [], {}
+    for i in range(n):
+        rel = f"f{i:05d}.bin"
+        expect[rel] = write_random(data / name / rel, S8_KIB * 1024, seed=i)
+        items.append(Item(f"/{name}/{rel}", rel))
+    return Dataset(items, expect, len(items), f"{len(items):,}")
+
+
+def setup_s8c(data: Path, base: str, quick: bool) -> Dataset:
+    ds = s8_files(data, "s8c", 200 if quick else 1_000)
+    # nginx sends the first S8C_CHUNK_KIB at once and waits chunk/rate after
+    # each later write: (size - chunk) / rate per file, S8C_CONNS at a time
+    per_file = (S8_KIB - S8C_CHUNK_KIB) / S8C_RATE_KIB
+    label = f"{S8C_CONNS} connections x {S8C_RATE_KIB // 1024} MiB/s"
+    ds.ideal = (label, len(ds.items) * per_file / S8C_CONNS)
+    return ds
+
+
+def setup_s8r(data: Path, base: str, quick: bool) -> Dataset:
+    ds = s8_files(data, "s8r", 200 if quick else 1_000)
+    ds.ideal = (f"{S8R_RATE} requests/s", len(ds.items) / S8R_RATE)
+    return ds
+
+
+def setup_s8q(data: Path, base: str, quick: bool) -> Dataset:
+    ds = s8_files(data, "s8q", 200 if quick else 1_000)
+    rate = S8Q_LIMIT / S8Q_SECONDS
+    ds.ideal = (f"quota {rate:g} requests/s", len(ds.items) / rate)
+    return ds
 
 
 SCENARIOS: list[Scenario] = [
@@ -211,6 +271,49 @@ SCENARIOS: list[Scenario] = [
         (3 << 30, 32 * MiB),
         rounds=1,  # eight shards of ten million entries: one round is minutes
     ),
+    Scenario(
+        "S7",
+        f"{{size}} files x 16 KiB over {S7_HOSTS} hosts (127.0.0.2-"
+        f"{1 + S7_HOSTS}), every answer {S7_DELAY * 1000:.0f} ms late",
+        "files/s",
+        setup_s7,
+        (700 * MiB, 70 * MiB),
+        full_rounds=1,  # ours' defaults need over two minutes for 20,000
+        server="s7",
+    ),
+    Scenario(
+        "S8c",
+        f"{{size}} files x {S8_KIB} KiB, nginx limit_conn {S8C_CONNS} (429), "
+        f"limit_rate {S8C_RATE_KIB // 1024} MiB/s",
+        "files/s",
+        setup_s8c,
+        (140 * MiB, 30 * MiB),
+        full_rounds=1,
+        server="s8c",
+        pushback=True,
+    ),
+    Scenario(
+        "S8r",
+        f"{{size}} files x {S8_KIB} KiB, nginx limit_req {S8R_RATE}r/s "
+        f"burst={S8R_BURST} nodelay (503)",
+        "files/s",
+        setup_s8r,
+        (140 * MiB, 30 * MiB),
+        full_rounds=1,
+        server="s8r",
+        pushback=True,
+    ),
+    Scenario(
+        "S8q",
+        f"{{size}} files x {S8_KIB} KiB, a RateLimit quota of {S8Q_LIMIT} "
+        f"requests per {S8Q_SECONDS:g} s (429; downloader.testing.FileServer)",
+        "files/s",
+        setup_s8q,
+        (140 * MiB, 30 * MiB),
+        full_rounds=1,
+        server="s8q",
+        pushback=True,
+    ),
 ]
 
 # ---------------------------------------------------------------- nginx
@@ -227,6 +330,8 @@ class Nginx:
         self.root, self.work = root, work
         self.proc: subprocess.Popen[bytes] | None = None
         self.plain, self.throttled = free_port(), free_port()
+        self.s7, self.s8c, self.s8r = free_port(), free_port(), free_port()
+        self.echo = next((m for m in ECHO_MODULES if Path(m).exists()), None)
 
     # limit_rate is per request and nginx never delays a response's last write,
     # so a request smaller than one write goes unthrottled; small writes keep
@@ -238,9 +343,40 @@ class Nginx:
         """The throttled port's requests: when each ended and how long it took."""
         return self.work / "throttled.log"
 
+    def pushback_servers(self) -> str:
+        """S7's slow hosts (with the echo module) and S8's refusing ones."""
+        log = f"access_log {self.timing_log} timing;"
+        out = [
+            "  limit_conn_zone $binary_remote_addr zone=s8c:1m;\n",
+            f"  limit_req_zone $binary_remote_addr zone=s8r:1m rate={S8R_RATE}r/s;\n",
+            "  limit_conn_log_level info;\n  limit_req_log_level info;\n",
+            f"  server {{ listen 127.0.0.1:{self.s8c}; root {self.root}; {log}\n"
+            f"    limit_conn s8c {S8C_CONNS}; limit_conn_status 429;\n"
+            f"    limit_rate {S8C_RATE_KIB}k; "
+            f"sendfile_max_chunk {S8C_CHUNK_KIB}k; }}\n",
+            f"  server {{ listen 127.0.0.1:{self.s8r}; root {self.root}; {log}\n"
+            f"    limit_req zone=s8r burst={S8R_BURST} nodelay; "
+            "limit_req_status 503; }\n",
+        ]
+        if self.echo:
+            # echo_sleep is a timer, not a blocked worker; echo_exec then hands
+            # the request to a static location (Content-Length, sendfile)
+            listen = "".join(
+                f"    listen 127.0.0.{2 + k}:{self.s7};\n" for k in range(S7_HOSTS)
+            )
+            out.append(
+                f"  server {{\n{listen}    root {self.root}; {log}\n"
+                f"    location /s7/ {{ echo_sleep {S7_DELAY}; "
+                "echo_exec /_s7$uri; }\n"
+                f"    location /_s7/ {{ internal; alias {self.root}/; }}\n  }}\n"
+            )
+        return "".join(out)
+
     def conf(self) -> str:
         w = self.work
         user = "user root;\n" if os.geteuid() == 0 else ""
+        if self.echo:
+            user = f"load_module {self.echo};\n{user}"
         temps = "".join(
             f"  {k}_temp_path {w}/{k};\n"
             for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -263,6 +399,7 @@ class Nginx:
                 self.root,
                 f"{self.throttle}access_log {self.timing_log} timing; ",
             )
+            + self.pushback_servers()
             + "}\n"
         )
 
@@ -292,6 +429,70 @@ class Nginx:
                 self.proc.kill()
                 self.proc.wait()
 
+    def cpu_pids(self) -> list[int]:
+        """The master and its workers, whose CPU time S7 and S8 report."""
+        if not self.proc:
+            return []
+        pid = self.proc.pid
+        kids = Path(f"/proc/{pid}/task/{pid}/children")
+        with contextlib.suppress(OSError, ValueError):
+            return [pid, *map(int, kids.read_text().split())]
+        return [pid]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes so far (their own, not their children)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+class QuotaServer:
+    """S8q's origin, bench/quota_server.py in a subprocess (stopped by its PID)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work, self.port = work, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.timing_log = work / "quota.log"
+
+    @staticmethod
+    def missing() -> str | None:
+        probe = [sys.executable, "-c", "import downloader.testing"]
+        if subprocess.run(probe, capture_output=True).returncode:
+            return f"{sys.executable} cannot import downloader.testing"
+        return None
+
+    def start(self, root: Path) -> None:
+        self.timing_log.write_bytes(b"")
+        argv = [sys.executable, str(BENCH / "quota_server.py"), str(root)]
+        argv += ["--port", str(self.port), "--log", str(self.timing_log)]
+        argv += ["--limit", str(S8Q_LIMIT), "--seconds", str(S8Q_SECONDS)]
+        with (self.work / "quota.err").open("wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=err)
+        for _ in range(300):
+            if self.proc.poll() is not None:
+                text = (self.work / "quota.err").read_text(errors="replace")
+                sys.exit(f"quota server exited at start: {text[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        sys.exit("quota server did not start listening in 30 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
 
 # ---------------------------------------------------------------- running
 
@@ -305,6 +506,12 @@ class Run:
     transfer: float | None = None  # throttled port: first request in to last out
     first_request: float | None = None  # seconds from process start to nginx's 1st
     started: float = 0.0  # epoch seconds when the process was started
+    exit_code: int = 0
+    files_right: int | None = None  # S8: outputs with the right size and sha256
+    statuses: dict[str, int] = field(default_factory=dict)  # S7, S8: server's log
+    hosts: dict[str, object] | None = None  # S8: our report's "hosts"
+    attempts: int | None = None  # S8: our report's attempts over all files
+    server_cpu: float | None = None  # S7, S8: the server's CPU s during the run
 
 
 def request_spans(log: Path) -> list[tuple[float, float]]:
@@ -322,6 +529,24 @@ def first_request_after(log: Path, started: float) -> float | None:
     if not spans:
         return None
     return max(0.0, min(s for s, _ in spans) - started)
+
+
+def status_counts(log: Path) -> dict[str, int]:
+    """How many requests the server answered with each status, from its log."""
+    counts: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            counts[parts[2]] = counts.get(parts[2], 0) + 1
+    return counts
+
+
+def read_report(run: Run, path: Path) -> None:
+    """Our --report's per-host counts and the attempts over all files."""
+    with contextlib.suppress(OSError, ValueError):
+        report = json.loads(path.read_text())
+        run.hosts = report.get("hosts")
+        run.attempts = sum(r.get("attempts", 0) for r in report.get("results", []))
 
 
 def transfer_seconds(log: Path) -> float | None:
@@ -408,6 +633,7 @@ def measure(cmd: Cmd, log: Path, timeout: float, timer_bin: str | None) -> Run:
         with contextlib.suppress(OSError, ValueError, IndexError):
             rss_kib = int(rss_file.read_text().split()[-1])
     run = Run(wall, ru.ru_utime + ru.ru_stime, rss_kib / 1024, started=started)
+    run.exit_code = p.returncode
     if p.returncode:
         why = "timed out" if wall >= timeout else f"exit {p.returncode}"
         tail = " ".join(log.read_text(errors="replace").split())[-300:]
@@ -421,6 +647,14 @@ def sha256(path: Path) -> str:
 
 
 def verify(out: Path, expect: dict[str, tuple[int, str]]) -> str | None:
+    bad = check(out, expect)
+    if bad:
+        return f"{len(bad)} of {len(expect)} outputs wrong, e.g. {bad[0]}"
+    return None
+
+
+def check(out: Path, expect: dict[str, tuple[int, str]]) -> list[str]:
+    """What is wrong with the outputs: one line per missing or wrong file."""
     bad = []
     for rel, (size, digest) in expect.items():
         p = out / rel
@@ -430,9 +664,7 @@ def verify(out: Path, expect: dict[str, tuple[int, str]]) -> str | None:
             bad.append(f"{rel} has {p.stat().st_size} bytes, want {size}")
         elif sha256(p) != digest:
             bad.append(f"{rel} sha256 mismatch")
-    if bad:
-        return f"{len(bad)} of {len(expect)} outputs wrong, e.g. {bad[0]}"
-    return None
+    return bad
 
 
 def clear(path: Path) -> None:
@@ -447,23 +679,44 @@ def run_scenario(
     out: Path,
     args: argparse.Namespace,
     timing_log: Path,
+    server_pids: tuple[int, ...] = (),
 ) -> None:
     active = [r for r in rows if r.cmd is not None]
-    for rnd in range(min(args.repeat, sc.rounds or args.repeat)):
+    limit = sc.rounds or (None if args.quick else sc.full_rounds) or args.repeat
+    for rnd in range(min(args.repeat, limit)):
         k = rnd % len(active) if active else 0
         for row in active[k:] + active[:k]:  # alternate the order between rounds
             assert row.cmd is not None
             clear(out)
             timing_log.write_bytes(b"")  # nginx appends: this run's requests only
+            if row.cmd.report:
+                row.cmd.report.unlink(missing_ok=True)
+            if sc.pushback:  # let the last run's limit state (quota window,
+                time.sleep(1.5)  # limit_req bucket) drain, not count against this
+            cpu0 = cpu_seconds(list(server_pids))
             run = measure(row.cmd, out.parent / "run.log", args.timeout, args.time)
-            if run.error is None and row.cmd.verify:
+            if server_pids:
+                time.sleep(0.2)  # the server's last log lines and CPU ticks
+                run.server_cpu = cpu_seconds(list(server_pids)) - cpu0
+                run.statuses = status_counts(timing_log)
+            if sc.pushback:  # a refused file is a result here, not a failure
+                bad = check(out, ds.expect)
+                run.files_right = len(ds.expect) - len(bad)
+                if bad and run.error is None:
+                    run.error = f"{len(bad)} of {len(ds.expect)} wrong: {bad[0]}"
+            elif run.error is None and row.cmd.verify:
                 run.error = verify(out, ds.expect)
+            if row.cmd.report:
+                read_report(run, row.cmd.report)
             if run.error is None:
                 run.first_request = first_request_after(timing_log, run.started)
             if sc.throttled:
                 run.transfer = transfer_seconds(timing_log)
             row.runs.append(run)
             state = run.error or f"{run.wall:.2f} s"
+            if sc.pushback:
+                state = f"{run.wall:.2f} s, exit {run.exit_code}, "
+                state += f"{run.files_right}/{len(ds.expect)} right, {run.statuses}"
             print(f"  {sc.name} round {rnd + 1} {row.tool.name}: {state}", flush=True)
     clear(out)
 
@@ -478,6 +731,10 @@ def fmt(x: float) -> str:
 def table(
     sc: Scenario, rows: list[Row], ds: Dataset, placeholders: dict[str, str]
 ) -> str:
+    if sc.server == "s7":
+        return latency_table(sc, rows, ds, placeholders)
+    if sc.pushback:
+        return pushback_table(sc, rows, ds, placeholders)
     head = (
         f"| tool | median wall s | {sc.unit} | CPU s | peak RSS MiB | ours ÷ tool "
         "| 1st request s |"
@@ -539,12 +796,126 @@ def table(
         if sc.throttled:
             cells += ["", f"{ours_phase / value:.2f}" if ours_phase else "", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    return finish(lines, notes, rows, placeholders)
+
+
+def finish(
+    lines: list[str], notes: list[str], rows: list[Row], placeholders: dict[str, str]
+) -> str:
     cmds = [
         f"- {r.tool.name}: `{show(r.cmd.argv, placeholders)}`" for r in rows if r.cmd
     ]
     lines += ["", *notes]
     lines += ["", "<details><summary>commands</summary>", "", *cmds, "", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def latency_table(
+    sc: Scenario, rows: list[Row], ds: Dataset, placeholders: dict[str, str]
+) -> str:
+    """S7: files/s against the latency bound, files in flight / S7_DELAY."""
+    ref = "ours tuned" if any(r.tool.name == "ours tuned" for r in rows) else "ours"
+    head = (
+        "| tool | median wall s | files/s | files in flight | latency bound files/s "
+        "| of the bound | CPU s | CPU ms/file | peak RSS MiB | nginx CPU s "
+        f"| {ref} ÷ tool |"
+    )
+    lines = [f"### {sc.name}: {sc.title.format(size=ds.size)}", "", head]
+    lines.append("|---" * 11 + "|")
+    notes: list[str] = []
+    rate = {
+        r.tool.name: ds.amount / statistics.median(x.wall for x in ok)
+        for r in rows
+        if (ok := [x for x in r.runs if x.error is None])
+    }
+    for row in rows:
+        name, ok = row.tool.name, [r for r in row.runs if r.error is None]
+        if row.skip or not ok:
+            if row.skip:
+                notes.append(f"- {name} skipped: {row.skip}")
+            elif row.runs:
+                notes.append(f"- {name} failed: {row.runs[0].error}")
+            continue
+        if len(ok) < len(row.runs):
+            bad = next(r for r in row.runs if r.error)
+            notes.append(f"- {name}: a run failed: {bad.error}")
+            name = f"{name} ({len(ok)}/{len(row.runs)} ok)"
+        wall = statistics.median(r.wall for r in ok)
+        cpu = statistics.median(r.cpu for r in ok)
+        flight = row.cmd.in_flight if row.cmd else None
+        bound = flight / S7_DELAY if flight else None
+        srv = [r.server_cpu for r in ok if r.server_cpu is not None]
+        ratio = rate.get(ref, 0) / rate[row.tool.name] if row.tool.name != ref else 0
+        cells = [
+            name,
+            f"{wall:.2f}",
+            fmt(rate[row.tool.name]),
+            str(flight or "?"),
+            fmt(bound) if bound else "",
+            f"{rate[row.tool.name] / bound:.0%}" if bound else "",
+            f"{cpu:.2f}",
+            f"{cpu * 1000 / ds.amount:.2f}",
+            f"{max(r.rss_mib for r in ok):.0f}",
+            f"{statistics.median(srv):.2f}" if srv else "",
+            f"{ratio:.2f}" if ratio else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return finish(lines, notes, rows, placeholders)
+
+
+def pushback_table(
+    sc: Scenario, rows: list[Row], ds: Dataset, placeholders: dict[str, str]
+) -> str:
+    """S8: one line per run, failed runs included: wall against the ideal,
+    the refusals the server logged, the files right, our report's hosts."""
+    label, ideal = ds.ideal or ("", 0.0)
+    head = (
+        "| tool | round | wall s | wall ÷ ideal | exit | files right | requests "
+        "| refused 429/503 | other statuses | CPU s | server CPU s "
+        "| our report: hosts |"
+    )
+    lines = [f"### {sc.name}: {sc.title.format(size=ds.size)}", "", head]
+    lines.append("|---" * 12 + "|")
+    lines.append(
+        f"| ideal: {label} | | {ideal:.2f} | 1.00 | | {len(ds.expect):,} "
+        f"| {len(ds.expect):,} | 0 | | | | |"
+    )
+    notes: list[str] = []
+    for row in rows:
+        if row.skip:
+            notes.append(f"- {row.tool.name} skipped: {row.skip}")
+        for k, run in enumerate(row.runs, 1):
+            st = run.statuses
+            refused = st.get("429", 0) + st.get("503", 0)
+            other = ", ".join(
+                f"{code}: {n}"
+                for code, n in sorted(st.items())
+                if code not in ("200", "429", "503")
+            )
+            hosts = "; ".join(
+                ", ".join(f"{key} {val}" for key, val in counts.items())
+                if isinstance(counts, dict)
+                else str(counts)
+                for counts in (run.hosts or {}).values()
+            )
+            if run.attempts is not None:
+                hosts += f"; attempts {run.attempts:,}"
+            cells = [
+                row.tool.name,
+                str(k),
+                f"{run.wall:.2f}",
+                f"{run.wall / ideal:.2f}" if ideal else "",
+                str(run.exit_code),
+                f"{run.files_right or 0:,}/{len(ds.expect):,}",
+                f"{sum(st.values()):,}",
+                f"{refused:,}",
+                other,
+                f"{run.cpu:.2f}",
+                f"{run.server_cpu:.2f}" if run.server_cpu is not None else "",
+                hosts,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return finish(lines, notes, rows, placeholders)
 
 
 def show(argv: list[str], placeholders: dict[str, str]) -> str:
@@ -636,6 +1007,18 @@ def old_date(text: str) -> str:
 # ---------------------------------------------------------------- main
 
 
+def scenario_missing(sc: Scenario, nginx: Nginx) -> str | None:
+    """Why a scenario cannot run here (its server is missing), or None."""
+    if sc.server == "s7" and not nginx.echo:
+        return (
+            "no nginx echo module (apt-get install libnginx-mod-http-echo): "
+            f"looked for {', '.join(ECHO_MODULES)}"
+        )
+    if sc.server == "s8q":
+        return QuotaServer.missing()
+    return None
+
+
 def workdir(need: int) -> tuple[Path, str]:
     shm = Path("/dev/shm")
     avail = 0
@@ -691,6 +1074,7 @@ def main() -> int:
     root, location = workdir(sum(s.space[args.quick] for s in scenarios))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     nginx = Nginx(root / "data", root / "nginx")
+    quota = QuotaServer(root / "nginx")
     try:
         for d in ("data", "nginx", "out", "scratch"):
             (root / d).mkdir()
@@ -724,9 +1108,20 @@ def main() -> int:
             + "; ours ÷ tool = our throughput over theirs, same run\n\n",
         ]
         for sc in scenarios:
+            if why := scenario_missing(sc, nginx):
+                print(f"SKIP {sc.name}: {why}")
+                report.append(f"### {sc.name}: skipped\n\n- {why}\n\n")
+                continue
             print(f"{sc.name}: generating data", flush=True)
-            base = slow if sc.throttled else plain
+            base, log, pids = slow if sc.throttled else plain, nginx.timing_log, ()
+            if sc.server:
+                port = getattr(nginx, sc.server, None) or quota.port
+                base, pids = f"http://127.0.0.1:{port}", tuple(nginx.cpu_pids())
             ds = sc.setup(root / "data", base, args.quick)
+            if sc.server == "s8q":
+                quota.start(root / "data")
+                assert quota.proc
+                log, pids = quota.timing_log, (quota.proc.pid,)
             out, rows = root / "out" / "files", []
             for tool in tools:
                 row = Row(tool, skip=skip[tool.name])
@@ -740,7 +1135,8 @@ def main() -> int:
                         continue  # not applicable
                 rows.append(row)
             print(f"{sc.name}: {sc.title.format(size=ds.size)}", flush=True)
-            run_scenario(sc, rows, ds, out, args, nginx.timing_log)
+            run_scenario(sc, rows, ds, out, args, log, pids)
+            quota.stop()
             text = table(sc, rows, ds, {k: v for k, v in places.items() if k})
             print("\n" + text, flush=True)
             report.append(text + "\n")
@@ -756,6 +1152,7 @@ def main() -> int:
         return 0
     finally:
         Child.kill()
+        quota.stop()
         nginx.stop()
         if args.keep:
             print(f"kept {root}")

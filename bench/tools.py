@@ -8,6 +8,7 @@ A tool maps scenario names to command builders; a scenario missing from
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,7 +38,7 @@ WGET2_COMMON = ["wget2", "--no-config", "-q", "--no-robots", "--no-hsts"]
 
 
 class Item(NamedTuple):
-    url_path: str  # "/s1/big.bin", appended to the server's base URL
+    url_path: str  # "/s1/big.bin", appended to the base URL; or a whole URL (S7)
     rel: str  # output path relative to the output folder
 
 
@@ -46,6 +47,8 @@ class Cmd:
     argv: list[str]
     verify: bool = True  # check the output folder against the expected files
     stdout_null: bool = False  # send stdout to /dev/null instead of the run log
+    in_flight: int | None = None  # files it fetches at once (S7's latency bound)
+    report: Path | None = None  # our JSON report, read after the run (S8)
 
 
 @dataclass
@@ -62,7 +65,10 @@ class Job:
     manifest: Path | None = None  # a ready-made manifest (S4)
 
     def urls(self) -> list[tuple[str, str]]:
-        return [(self.base + it.url_path, it.rel) for it in self.items]
+        return [
+            (it.url_path if "://" in it.url_path else self.base + it.url_path, it.rel)
+            for it in self.items
+        ]
 
     def write(self, name: str, text: str) -> Path:
         path = self.scratch / name
@@ -234,15 +240,16 @@ def curl_one(job: Job) -> Cmd:
     return Cmd([*CURL_COMMON, "-o", str(dest), url])
 
 
-def curl_many(job: Job, null: bool = False) -> Cmd:
+def curl_many(job: Job, null: bool = False, conns: int = CONNS) -> Cmd:
     lines = []
     for url, rel in job.urls():
         out = "/dev/null" if null else str(job.out / rel)
         lines.append(f'url = "{url}"\noutput = "{out}"\n')
     cfg = job.write("curl.cfg", "".join(lines))
     return Cmd(
-        [*CURL_COMMON, "--parallel", "--parallel-max", str(CONNS), "-K", str(cfg)],
+        [*CURL_COMMON, "--parallel", "--parallel-max", str(conns), "-K", str(cfg)],
         verify=not null,
+        in_flight=conns,
     )
 
 
@@ -304,10 +311,10 @@ def aria2_one(job: Job, conns: int) -> Cmd:
     return Cmd([*argv, url])
 
 
-def aria2_many(job: Job) -> Cmd:
+def aria2_many(job: Job, conns: int = CONNS) -> Cmd:
     lst = job.write("aria2.txt", "".join(f"{u}\n  out={r}\n" for u, r in job.urls()))
-    argv = ["aria2c", *ARIA2_COMMON, "-i", str(lst), f"-j{CONNS}", "-d", str(job.out)]
-    return Cmd(argv)
+    argv = ["aria2c", *ARIA2_COMMON, "-i", str(lst), f"-j{conns}", "-d", str(job.out)]
+    return Cmd(argv, in_flight=conns)
 
 
 def parfive(job: Job, splits: int) -> Cmd:
@@ -340,6 +347,41 @@ def ours_list(job: Job, *more: str) -> Cmd:
         ("-j", "--jobs", str(CONNS)), ("--per-host", "--per-host", str(CONNS))
     )
     return Cmd([*argv, *flags, *more])
+
+
+def ours_default_jobs(env: Installer) -> int | None:
+    """`get`'s default -j, read from its help: the files ours has in flight."""
+    found = re.search(r"--jobs N\s.*?\(default: (\d+)\)", env.ours_get_help, re.S)
+    return int(found.group(1)) if found else None
+
+
+def ours_plain(job: Job, *flags: str, report: bool = False) -> Cmd:
+    """`get -i MANIFEST -d OUT -q` with only ``flags``: S7 and S8 (no -j 16).
+
+    ``report``: also ``--report`` into the scratch folder, read after the run
+    for its ``hosts`` (connections, throttled, requests per host).
+    """
+    lines = "".join(f"{u} {r}\n" for u, r in job.urls())
+    manifest = job.write("manifest.txt", lines)
+    argv = [*job.env.ours, "get", "-i", str(manifest), "-d", str(job.out), "-q"]
+    path = job.scratch / "report.json" if report else None
+    if path:
+        argv += ["--report", str(path)]
+    jobs = ours_default_jobs(job.env)
+    if "-j" in flags:
+        jobs = int(flags[flags.index("-j") + 1])
+    return Cmd([*argv, *flags], in_flight=jobs, report=path)
+
+
+S7_TUNED = ("-j", "256", "--per-host", "8", "--max-connections", "512")
+NO_ADAPT16 = ("--no-adapt", "-j", str(CONNS), "--per-host", str(CONNS))
+S8 = ("S8c", "S8r", "S8q")
+
+
+def retrying(cmd: Cmd, *flags: str) -> Cmd:
+    """The same command with retry options after its first option (curl's -q)."""
+    cmd.argv[2:2] = flags
+    return cmd
 
 
 def ours_plan(job: Job, *more: str) -> Cmd:
@@ -385,8 +427,22 @@ TOOLS: list[Tool] = [
             "S4": ours_plan,
             "S4g": ours_list,
             "S5": ours_list,
+            "S7": ours_plain,  # defaults: nothing tuned
+            **{s: lambda j: ours_plain(j, report=True) for s in S8},
         },
         version=lambda env: [*env.ours, "--version"],
+        kind="ours",
+    ),
+    Tool(
+        "ours tuned",
+        lambda env: env.find_ours(),
+        {"S7": lambda j: ours_plain(j, *S7_TUNED)},
+        kind="ours",
+    ),
+    Tool(
+        "ours --no-adapt",
+        lambda env: env.find_ours(),
+        {s: lambda j: ours_plain(j, *NO_ADAPT16, report=True) for s in S8},
         kind="ours",
     ),
     Tool(
@@ -399,6 +455,8 @@ TOOLS: list[Tool] = [
             "S2L": curl_many,
             "S3": curl_one,
             "S3L": curl_one,
+            "S7": lambda j: curl_many(j, conns=256),
+            **{s: curl_many for s in S8},
         },
         version=lambda env: ["curl", "--version"],
     ),
@@ -425,8 +483,25 @@ TOOLS: list[Tool] = [
             "S2L": aria2_many,
             "S3": lambda j: aria2_one(j, CONNS),
             "S3L": lambda j: aria2_one(j, CONNS),
+            "S7": lambda j: aria2_many(j, 256),
+            **{s: aria2_many for s in S8},
         },
         version=lambda env: ["aria2c", "--version"],
+    ),
+    Tool(  # curl's retries: 429/503 retried, Retry-After or 1 s doubling
+        "curl --retry 5",
+        lambda env: env.apt("curl", "curl"),
+        {s: lambda j: retrying(curl_many(j), "--retry", "5") for s in S8},
+    ),
+    Tool(  # aria2c retries a 503 only with --retry-wait > 0 (a 429 never)
+        "aria2c --retry-wait=1",
+        lambda env: env.apt("aria2c", "aria2"),
+        {s: lambda j: retrying(aria2_many(j), "--retry-wait=1") for s in S8},
+    ),
+    Tool(
+        "aria2c -j64",
+        lambda env: env.apt("aria2c", "aria2"),
+        {"S7": lambda j: aria2_many(j, 64)},
     ),
     Tool(
         "parfive",
@@ -479,4 +554,10 @@ TOOLS: list[Tool] = [
         kind="ref",
     ),
     Tool("ref-cp", lambda env: None, {"S1": cp_ref}, kind="ref"),
+    Tool(  # S8c: as many at once as limit_conn allows, never refused: the ideal
+        "ref-curl-4",
+        lambda env: env.apt("curl", "curl"),
+        {"S8c": lambda j: curl_many(j, conns=4)},
+        kind="ref",
+    ),
 ]
