@@ -319,6 +319,22 @@ SCENARIOS: list[Scenario] = [
 # ---------------------------------------------------------------- nginx
 
 
+def wait_listening(
+    proc: subprocess.Popen[bytes], port: int, log: Path, name: str, seconds: int
+) -> None:
+    """Return once ``proc`` accepts on 127.0.0.1:``port``; exit with its log if not."""
+    for _ in range(seconds * 10):
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")
+            sys.exit(f"{name} exited at start: {text[-500:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{name} did not start listening in {seconds} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -409,16 +425,7 @@ class Nginx:
         argv = ["nginx", "-p", str(self.work), "-c", str(conf)]
         argv += ["-e", str(self.work / "error.log")]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        for _ in range(100):
-            if self.proc.poll() is not None:
-                log = (self.work / "error.log").read_text(errors="replace")
-                sys.exit(f"nginx exited at start: {log[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.throttled), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        sys.exit("nginx did not start listening in 10 s")
+        wait_listening(self.proc, self.throttled, self.work / "error.log", "nginx", 10)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -472,16 +479,9 @@ class QuotaServer:
         argv += ["--limit", str(S8Q_LIMIT), "--seconds", str(S8Q_SECONDS)]
         with (self.work / "quota.err").open("wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=err)
-        for _ in range(300):
-            if self.proc.poll() is not None:
-                text = (self.work / "quota.err").read_text(errors="replace")
-                sys.exit(f"quota server exited at start: {text[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        sys.exit("quota server did not start listening in 30 s")
+        wait_listening(
+            self.proc, self.port, self.work / "quota.err", "quota server", 30
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -31,6 +31,15 @@ def _clean_rounds(pace: HostPace, rounds: int, *, bound: bool = True) -> None:
             pace.on_ok(0.0, 0)
 
 
+def _paced_at_20_after_40_failed() -> HostPace:
+    """Sent at 80/s and pushed back (40), then pushed back again (20)."""
+    pace = HostPace(now=0.0)
+    pace.on_pushback(1.0, 80)
+    pace.on_ok(1.5, 80)  # one got through: the next refusal counts
+    pace.on_pushback(2.0, 80)
+    return pace
+
+
 def test_unpaced_until_a_push_back() -> None:
     pace = HostPace(now=0.0)
     assert pace.rate is None
@@ -107,10 +116,7 @@ def test_clean_rounds_grow_back_to_the_hold_and_stay() -> None:
 
 
 def test_a_probe_that_holds_forgets_the_old_limit() -> None:
-    pace = HostPace(now=0.0)
-    pace.on_pushback(1.0, 80)
-    pace.on_ok(1.5, 80)  # one got through: the next refusal counts
-    pace.on_pushback(2.0, 80)
+    pace = _paced_at_20_after_40_failed()
     _clean_rounds(pace, 2 + PROBE_AFTER)  # at the hold, then probing
     assert pace.rate is not None
     assert pace.rate > 40 * HOLD
@@ -119,10 +125,7 @@ def test_a_probe_that_holds_forgets_the_old_limit() -> None:
 
 
 def test_a_failed_probe_goes_back_to_the_hold_and_waits_longer() -> None:
-    pace = HostPace(now=0.0)
-    pace.on_pushback(1.0, 80)
-    pace.on_ok(1.5, 80)  # one got through: the next refusal counts
-    pace.on_pushback(2.0, 80)
+    pace = _paced_at_20_after_40_failed()
     _clean_rounds(pace, 2 + PROBE_AFTER)  # probing above 36
     pace.on_pushback(3.0, 200)
     assert pace.rate == 40 * HOLD
@@ -138,10 +141,7 @@ def test_a_host_whose_demand_stays_under_the_rate_is_no_longer_paced() -> None:
 
 
 def test_at_the_hold_a_round_nobody_waited_ends_the_pacing() -> None:
-    pace = HostPace(now=0.0)
-    pace.on_pushback(1.0, 80)
-    pace.on_ok(1.5, 80)  # one got through: the next refusal counts
-    pace.on_pushback(2.0, 80)
+    pace = _paced_at_20_after_40_failed()
     _clean_rounds(pace, 2)  # at the hold
     _clean_rounds(pace, 1, bound=False)
     assert pace.rate is None

@@ -62,14 +62,11 @@ class HostLimit:
             self.limit = float(target)
         self.clean = 0
 
-    def on_pushback(self, epoch: int) -> bool:
-        """A 429 or 503 to a request sent under cut ``epoch``: halve, once a round.
-
-        True if it counted (the request was sent under the current cut).
-        """
+    def on_pushback(self, epoch: int) -> None:
+        """A 429 or 503 to a request sent under cut ``epoch``: halve, once a round."""
         self.pushbacks += 1
         if epoch != self.epoch:
-            return False  # sent before the last cut: already answered for
+            return  # sent before the last cut: already answered for
         at = self.connections
         if self.too_many is not None and at >= self.too_many:
             self.probe_after *= 2  # a probe failed: wait longer before the next
@@ -77,7 +74,6 @@ class HostLimit:
         self.limit = max(1.0, self.limit / 2)
         self.epoch += 1
         self.clean = 0
-        return True
 
 
 def pushed_back(status: int, *, stalled: bool = False) -> bool:
