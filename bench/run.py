@@ -511,6 +511,7 @@ class Run:
     statuses: dict[str, int] = field(default_factory=dict)  # S7, S8: server's log
     hosts: dict[str, object] | None = None  # S8: our report's "hosts"
     attempts: int | None = None  # S8: our report's attempts over all files
+    in_flight: int | None = None  # S7: our report's files_in_flight (the most)
     server_cpu: float | None = None  # S7, S8: the server's CPU s during the run
 
 
@@ -546,6 +547,7 @@ def read_report(run: Run, path: Path) -> None:
     with contextlib.suppress(OSError, ValueError):
         report = json.loads(path.read_text())
         run.hosts = report.get("hosts")
+        run.in_flight = report.get("files_in_flight")
         run.attempts = sum(r.get("attempts", 0) for r in report.get("results", []))
 
 
@@ -843,6 +845,9 @@ def latency_table(
         wall = statistics.median(r.wall for r in ok)
         cpu = statistics.median(r.cpu for r in ok)
         flight = row.cmd.in_flight if row.cmd else None
+        if flight is None:  # ours grows it: the most its report saw
+            grown = [r.in_flight for r in ok if r.in_flight]
+            flight = max(grown) if grown else None
         bound = flight / S7_DELAY if flight else None
         srv = [r.server_cpu for r in ok if r.server_cpu is not None]
         ratio = rate.get(ref, 0) / rate[row.tool.name] if row.tool.name != ref else 0

@@ -367,13 +367,13 @@ def ours_plain(job: Job, *flags: str, report: bool = False) -> Cmd:
     path = job.scratch / "report.json" if report else None
     if path:
         argv += ["--report", str(path)]
-    jobs = ours_default_jobs(job.env)
+    jobs = ours_default_jobs(job.env)  # None: it grows; the report says
     if "-j" in flags:
         jobs = int(flags[flags.index("-j") + 1])
     return Cmd([*argv, *flags], in_flight=jobs, report=path)
 
 
-S7_TUNED = ("-j", "256", "--per-host", "8", "--max-connections", "512")
+S7_TUNED = ("--no-adapt", "-j", "256", "--per-host", "8", "--max-connections", "512")
 NO_ADAPT16 = ("--no-adapt", "-j", str(CONNS), "--per-host", str(CONNS))
 S8 = ("S8c", "S8r", "S8q")
 
@@ -427,7 +427,7 @@ TOOLS: list[Tool] = [
             "S4": ours_plan,
             "S4g": ours_list,
             "S5": ours_list,
-            "S7": ours_plain,  # defaults: nothing tuned
+            "S7": lambda j: ours_plain(j, report=True),  # defaults: nothing tuned
             **{s: lambda j: ours_plain(j, report=True) for s in S8},
         },
         version=lambda env: [*env.ours, "--version"],

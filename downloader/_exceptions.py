@@ -81,7 +81,12 @@ class HTTPStatusError(TransferError):
         self.status = status
         self.retry_after = retry_after
         self.complete_length = complete_length  # a 416's "bytes */N": the real size
-        self.retryable = status in (408, 429) or status >= 500
+        # A 403 that says when to come back is a rate limit (firewalls, CDNs).
+        self.retryable = (
+            status in (408, 429)
+            or status >= 500
+            or (status == 403 and retry_after is not None)
+        )
 
 
 class ReadTimeout(TransferError):

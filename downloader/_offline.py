@@ -14,6 +14,7 @@ from ._exceptions import StorageError
 from ._models import Entry
 from ._policy import DiskFacts, FinalFacts, Plan, plan_entry
 from ._policy.resume import Action
+from ._settings import JOBS_START
 from ._storage import FilePaths, InsideCheck
 
 
@@ -84,12 +85,15 @@ def hashed_look(dest: Path, entry: Entry) -> Verdict:
 
 
 def inspect_all(
-    dest: Path, entries: Iterable[Entry], *, jobs: int
+    dest: Path, entries: Iterable[Entry], *, jobs: int | None
 ) -> Iterator[Verdict]:
     """Verdicts in input order; only files that must be hashed go to threads.
 
-    At most ``4 * jobs`` verdicts wait at a time, so memory stays flat.
+    ``jobs`` files are hashed at once (None: ``JOBS_START``; more would only
+    queue at the disk). At most ``4 * jobs`` verdicts wait at a time, so
+    memory stays flat.
     """
+    jobs = jobs or JOBS_START
     inside = InsideCheck(dest)
     waiting: deque[Verdict | Future[Verdict]] = deque()
     with ThreadPoolExecutor(jobs) as pool:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # tqdm is imported only when bars are shown: it costs ~30 ms
     from tqdm import tqdm
 
 BAR_DELAY = 0.3  # a file gets its own bar only after this long in flight
+MAX_BARS = 8  # per-file bars at most, however many files are in flight
 
 
 class ProgressSink(Protocol):
@@ -131,13 +132,15 @@ class _InFlight:
 
 
 class TqdmProgress:
-    """Bars for files in flight (reused slots, at most ``jobs``) over one overall bar.
+    """Bars for files in flight (reused slots, at most ``jobs`` and ``MAX_BARS``)
+    over one overall bar.
 
     Files that finish within ``BAR_DELAY`` never get a bar of their own, so
-    thousands of small files do not flood the terminal.
+    thousands of small files do not flood the terminal; with hundreds in
+    flight, the first slow ones to need a bar get one.
     """
 
-    def __init__(self, stream: TextIO, *, jobs: int) -> None:
+    def __init__(self, stream: TextIO, *, jobs: int | None) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
@@ -154,7 +157,7 @@ class TqdmProgress:
     def run_started(self, files: int, total_bytes: int | None) -> None:
         self._file_count = files
         self._known_total = total_bytes
-        slots = max(1, min(self.jobs, files))
+        slots = max(1, min(self.jobs or MAX_BARS, MAX_BARS, files))
         self._free_slots = list(range(slots - 1, -1, -1))
         self._overall = byte_bar(
             self.stream,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -46,3 +47,4 @@ class RequestRecord:
     headers: Mapping[str, str]
     status: int = 0  # 0 until the status is chosen
     sent: int = 0  # body bytes written so far
+    at: float = field(default_factory=time.monotonic)  # when it arrived

@@ -25,6 +25,12 @@ DEFAULT_SPLIT = 4
 # over 4 connections, 1.44 s over one). A connection this fast is not split.
 FAST_ENOUGH = 128 * 1024 * 1024  # bytes/s
 
+# Files in flight: a run starts with JOBS_START and grows while files/s rises
+# (policy.FlightLimit), up to -j; by default up to JOBS_CEILING, for
+# manifests spread over many slow hosts. With adapt off: -j, or JOBS_START.
+JOBS_START = 8
+JOBS_CEILING = 256
+
 # Limits that are totals for a run: a cluster gives each worker a share, so the
 # cluster as a whole keeps the limits a single run would (at least one each).
 SHARED_LIMITS = ("jobs", "per_host", "max_connections", "limit_rate")
@@ -44,11 +50,16 @@ class Settings:
     Raises ``ValueError`` on a value no run could use (``jobs=0``...).
     """
 
-    jobs: int = _setting(8, "files handled at once")
+    jobs: int | None = _setting(
+        None,
+        f"files in flight at most: it starts at {JOBS_START} and doubles while "
+        f"files/s rises (manifests over many slow hosts), up to this, by default "
+        f"{JOBS_CEILING}; with adapt off it stays at this, by default {JOBS_START}",
+    )
     per_host: int = _setting(
         8, "open connections to one host, at most (fewer while it pushes back)"
     )
-    max_connections: int = _setting(64, "open connections in all")
+    max_connections: int = _setting(JOBS_CEILING, "open connections in all")
     split: int = _setting(
         DEFAULT_SPLIT,
         "ranged connections a large file may use; added only while one is "
@@ -74,7 +85,9 @@ class Settings:
     adapt: bool = _setting(
         True,
         "halve a host's connections when it answers 429 or 503 (or stalls), "
-        "and grow them back while its answers are clean, never past the per-host limit",
+        "pace its requests, and grow them back while its answers are clean, "
+        "never past the per-host limit; grow the files in flight while "
+        "files/s rises, never past jobs",
     )
     retry_wait: float = _setting(
         BACKOFF_BASE, "seconds before the first retry; doubles each time"
@@ -84,7 +97,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if min(self.jobs, self.per_host, self.max_connections, self.split) < 1:
+        jobs = 1 if self.jobs is None else self.jobs
+        if min(jobs, self.per_host, self.max_connections, self.split) < 1:
             msg = "jobs, per_host, max_connections and split must be >= 1"
             raise ValueError(msg)
         if self.retries < 0 or self.min_split_size < 1:
@@ -107,11 +121,19 @@ class Settings:
             raise TypeError(msg)
         return dataclasses.replace(self, **changes)
 
+    def flight(self) -> tuple[int, int]:
+        """(files in flight at first, at most): grown between the two with adapt."""
+        if not self.adapt:
+            fixed = self.jobs or JOBS_START
+            return fixed, fixed
+        ceiling = self.jobs or JOBS_CEILING
+        return min(JOBS_START, ceiling), ceiling
+
     def shared_out(self, workers: int) -> Settings:
         """Each of ``workers`` processes' share of the run-wide limits."""
         shares: dict[str, Any] = {}
         for name in SHARED_LIMITS:
-            total = getattr(self, name)
+            total = self.flight()[1] if name == "jobs" else getattr(self, name)
             if total is None:
                 continue
             if name == "limit_rate":
@@ -134,7 +156,7 @@ class Settings:
 class Options(TypedDict, total=False):
     """The settings as keywords: ``Downloader(dest, jobs=16)``; same names, types."""
 
-    jobs: int
+    jobs: int | None
     per_host: int
     max_connections: int
     split: int

@@ -66,6 +66,7 @@ class FileServer:
     quota: QuotaWindow | None = None  # a request quota over all files
     connection_limit: int | None = None  # more at once are answered 429...
     refused: int = 0  # ...counted here (nginx limit_conn with status 429)
+    latency: float = 0.0  # seconds before each answer (a far-away server)
     _state: dict[str, _File] = field(default_factory=dict, repr=False)
     _live: set[object] = field(default_factory=set, repr=False)
     _runner: web.AppRunner | None = None
@@ -146,6 +147,8 @@ class FileServer:
         if isinstance(found, web.Response):
             return found
         state, faults = found
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if self.connection_limit is not None and self.in_flight > self.connection_limit:
             self.refused += 1
             return web.Response(status=429, text="too many connections")

@@ -10,8 +10,9 @@ import pytest
 
 from downloader import Downloader, Entry
 from downloader._policy import HostLimit, pushed_back
-from downloader._policy.hostlimit import PROBE_AFTER
-from downloader.testing import FileServer, make_bytes
+from downloader._policy.hostlimit import FORBIDDEN_BURST, PROBE_AFTER
+from downloader._settings import Settings
+from downloader.testing import Faults, FileServer, make_bytes
 
 from .conftest import file_sha256, sha256
 from .test_cli import run_cli
@@ -78,12 +79,31 @@ def test_a_probe_that_holds_lifts_the_memory() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "stalled", "expected"),
-    [(429, False, True), (503, False, True), (0, True, True), (404, False, False),
-     (500, False, False), (200, False, False)],
-)  # fmt: skip
-def test_pushed_back(status: int, stalled: bool, expected: bool) -> None:
-    assert pushed_back(status, stalled=stalled) is expected
+    ("status", "flags", "expected"),
+    [
+        (429, {}, "rate"),
+        (503, {}, "rate"),
+        (0, {"stalled": True}, "connections"),  # a stall past --timeout
+        (0, {"lost": True}, "connections"),  # a reset, a refused connection
+        (404, {}, None),
+        (500, {}, None),
+        (200, {}, None),
+        (403, {}, None),  # a lone 403: a private file
+        (403, {"forbidden_in_a_row": FORBIDDEN_BURST - 1}, None),
+        (403, {"forbidden_in_a_row": FORBIDDEN_BURST}, "rate"),  # a burst
+    ],
+)
+def test_pushed_back(status: int, flags: dict[str, Any], expected: str | None) -> None:
+    assert pushed_back(status, **flags) == expected
+
+
+def test_403s_count_as_a_burst_only_after_clean_answers() -> None:
+    limit = HostLimit(8)
+    assert [limit.on_forbidden() for _ in range(4)] == [0, 0, 0, 0]  # never answered
+    limit.on_ok()
+    assert [limit.on_forbidden() for _ in range(3)] == [1, 2, 3]
+    limit.on_ok()  # a clean answer ends the run
+    assert limit.on_forbidden() == 1
 
 
 async def _limited_origin(
@@ -149,8 +169,56 @@ async def test_the_report_names_each_host_and_what_it_took(
         "get", "-i", manifest, "-d", tmp_path / "d", "--report", report, "-q"
     )
     assert code == 0, err
-    hosts = json.loads(report.read_text())["hosts"]
+    written = json.loads(report.read_text())
+    assert written["files_in_flight"] == 8  # 12 files: too few to grow past 8
+    hosts = written["hosts"]
     (name,) = hosts
     assert name.startswith("127.0.0.1:")
     assert set(hosts[name]) == {"connections", "rate", "throttled", "requests"}
     assert hosts[name]["requests"] == len(origin.log)
+
+
+async def test_a_connection_cut_short_counts_as_a_push_back(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """A reset (the body cut short) halves the host's connections; the file
+    is still whole after the retry."""
+    origin.faults["blob.bin"] = Faults(drop_after=1000, drop_times=1)
+    async with Downloader(tmp_path, retry_wait=0.01) as dl:
+        report = await dl.download([Entry(origin.url("blob.bin"))])
+        (host,) = dl.hosts().values()
+    assert report.ok, [r.error for r in report.failed]
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+    assert host["throttled"] == 1
+    assert host["rate"] is None  # a reset says nothing of the request rate
+
+
+async def test_a_403_with_retry_after_is_retried_and_pauses_the_host(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["small.bin"] = Faults(fail_status=403, fail_times=1, retry_after="1")
+    async with Downloader(tmp_path, retry_wait=0.01) as dl:
+        report = await dl.download([Entry(origin.url("small.bin"))])
+    assert report.ok, [r.error for r in report.failed]
+    assert file_sha256(tmp_path / "small.bin") == sha256(origin.files["small.bin"])
+    (first, second) = origin.requests_for("small.bin")
+    assert (first.status, second.status) == (403, 200)
+    assert second.at - first.at >= 0.9  # the host was asked to wait a second
+
+
+async def test_a_burst_of_403s_from_a_host_that_was_answering_slows_it_down(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    names = [f"p{i}.bin" for i in range(8)]
+    for name in names:
+        origin.set_file(name, make_bytes(2000, seed=name))
+        origin.faults[name] = Faults(fail_status=403, fail_times=1)
+    async with Downloader(tmp_path, jobs=1) as dl:  # one at a time: in order
+        report = await dl.download(
+            [Entry(origin.url("small.bin"))] + [Entry(origin.url(n)) for n in names]
+        )
+        (host,) = dl.hosts().values()
+    assert file_sha256(tmp_path / "small.bin") == sha256(origin.files["small.bin"])
+    assert len(report.failed) == len(names)  # a 403 alone is no reason to retry
+    assert host["throttled"] == len(names) - FORBIDDEN_BURST + 1
+    assert host["connections"] < Settings().per_host

@@ -70,10 +70,11 @@ def test_keywords_go_on_top_of_a_settings_object(tmp_path: Path) -> None:
     ("given", "workers", "shared"),
     [
         # jobs, per_host, max_connections, limit_rate after sharing
-        (Settings(jobs=16, limit_rate=10.0, retries=3), 3, (6, 3, 22, 10.0 / 3)),
-        (Settings(per_host=2), 4, (2, 1, 16, None)),  # at least one each
-        (Settings(), 2, (4, 4, 32, None)),  # no cap stays no cap
-        (Settings(), 1, (8, 8, 64, None)),
+        (Settings(jobs=16, limit_rate=10.0, retries=3), 3, (6, 3, 86, 10.0 / 3)),
+        (Settings(per_host=2), 4, (64, 1, 64, None)),  # at least one each
+        (Settings(), 2, (128, 4, 128, None)),  # no cap stays no cap
+        (Settings(), 1, (256, 8, 256, None)),
+        (Settings(adapt=False), 2, (4, 4, 128, None)),  # the fixed 8, shared
     ],
 )
 def test_limits_are_shared_out_over_the_workers(

@@ -75,6 +75,7 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
                         outcome.add(result)
                 finally:
                     outcome.hosts = dl.hosts()
+                    outcome.files_in_flight = dl.files_in_flight()
         finally:
             outcome.summary.seconds = loop.time() - began
 

@@ -28,6 +28,7 @@ class Outcome:
         self.hosts: dict[str, dict[str, int | float | None]] | None = (
             None  # what each host took
         )
+        self.files_in_flight: int | None = None  # the most at once
 
     def add(self, result: Result) -> None:
         self.summary.add(result)
@@ -49,7 +50,7 @@ class Outcome:
         ``finished``: files done when stopped, if more than the results seen.
         """
         if self.writer is not None:
-            self.writer.close(self.summary, self.hosts)
+            self.writer.close(self.summary, self.hosts, self.files_in_flight)
         if stopped_by is not None:
             done = self.summary.files if finished is None else finished
             err(
@@ -106,10 +107,13 @@ class _ReportWriter:
         self,
         summary: Summary,
         hosts: dict[str, dict[str, int | float | None]] | None = None,
+        files_in_flight: int | None = None,
     ) -> None:
         tail = '\n],\n"summary": ' + json.dumps(summary.to_dict())
         if hosts is not None:
             tail += ',\n"hosts": ' + json.dumps(hosts)
+        if files_in_flight is not None:
+            tail += ',\n"files_in_flight": ' + json.dumps(files_in_flight)
         self._file.write(tail + "}\n")
         self._file.close()
         os.replace(self.tmp, self.path)

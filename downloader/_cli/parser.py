@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from .._manifest import FORMATS, Shard
-from .._settings import Settings
+from .._settings import JOBS_START, Settings
 from .._version import __version__
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -125,7 +125,7 @@ def _add_setting(
     """One option for setting ``name``: its default and help from ``Settings``."""
     default = Settings.default(name)
     if default is None:
-        shown = "e.g. 10M = 10 MiB/s; default: none"
+        shown = _NONE_SHOWN[name]
     elif kind is parse_size:
         shown = f"default: {_size_text(default)}"
     else:
@@ -141,6 +141,13 @@ def _add_setting(
         metavar=metavar,
         help=f"{Settings.doc(name)} ({shown})",
     )
+
+
+# How the options whose default is None say what None does.
+_NONE_SHOWN = {
+    "limit_rate": "e.g. 10M = 10 MiB/s; default: none",
+    "jobs": f"plan and verify: files hashed at once, default {JOBS_START}",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,8 +239,8 @@ def _add_network(get: argparse.ArgumentParser) -> None:
     net.add_argument(
         "--no-adapt",
         action="store_true",
-        help="keep --per-host connections to every host; by default: "
-        + Settings.doc("adapt"),
+        help="keep --per-host connections to every host and -j files in "
+        "flight; by default: " + Settings.doc("adapt"),
     )
 
 

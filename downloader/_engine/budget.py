@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections import deque
 
-from .._exceptions import HTTPStatusError, ReadTimeout
+from .._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferError
 from .._policy import (
     HostLimit,
     HostPace,
@@ -43,6 +43,7 @@ class ConnectionBudget:
         self._hosts: dict[str, _HostGate] = {}
         self._queued: dict[str, int] = {}  # files waiting for a slot, per host
         self._queued_total = 0  # files waiting for any slot
+        self._queued_hosts = 0  # the sum of _queued
         self._paused: dict[str, float] = {}  # host -> when it may be asked again
         self._quotas: dict[str, HostQuota] = {}  # hosts that announce a quota
 
@@ -123,6 +124,10 @@ class ConnectionBudget:
         # A loop, not an Event: a pause may be extended while this one sleeps.
         while (left := self._wait_before(key, host)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(left)
+
+    def files_waiting(self) -> int:
+        """Files waiting for a connection now (their host's, or any)."""
+        return self._queued_hosts + self._queued_total
 
     def someone_waiting(self, url: str) -> bool:
         """Is a file queued for a slot to this host (so extra segments should yield)?"""
@@ -217,17 +222,22 @@ class _Slot:
                 host.pace.on_ok(time.monotonic(), host.requests)
             host.wake()
 
-    def refused(self, exc: HTTPStatusError | ReadTimeout) -> None:
-        """The request failed so: a push-back (429, 503, a stall), or a pause."""
+    def refused(self, exc: TransferError) -> None:
+        """The request failed so: a push-back (``policy.pushed_back``)? a pause?"""
+        host = self._host
         status = exc.status if isinstance(exc, HTTPStatusError) else 0
-        stalled = isinstance(exc, ReadTimeout)
-        if pushed_back(status, stalled=stalled):
-            host = self._host
+        kind = pushed_back(
+            status,
+            stalled=isinstance(exc, ReadTimeout),
+            lost=isinstance(exc, ConnectionLost),
+            forbidden_in_a_row=host.limit.on_forbidden() if status == 403 else 0,
+        )
+        if kind is not None:
             if not self._budget.adapt:
                 host.limit.pushbacks += 1  # counted for the report only
             else:
                 host.limit.on_pushback(self._epoch)
-                if status:  # a 429 or 503; a stall says nothing of the rate
+                if kind == "rate":  # a stall or a reset says nothing of the rate
                     host.pace.on_pushback(time.monotonic(), host.requests)
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         self._budget.pause_key(self._key, host_pause(status, retry_after))
@@ -235,10 +245,12 @@ class _Slot:
     async def __aenter__(self) -> _Slot:
         budget, key, host = self._budget, self._key, self._host
         budget._queued[key] = budget._queued.get(key, 0) + 1
+        budget._queued_hosts += 1
         try:
             await host.acquire()
         finally:
             budget._queued[key] -= 1
+            budget._queued_hosts -= 1
         if budget._paused or budget._quotas or host.pace.rate is not None:
             try:  # holding the host's slot: all wait
                 await budget._turn(key, host)

@@ -25,6 +25,7 @@ from .._storage.commit import GroupSync
 from .._types import StrPath
 from .budget import ConnectionBudget
 from .context import RunContext
+from .flight import FileSlots
 from .job import FileJob
 from .ratelimit import RateLimiter
 
@@ -77,6 +78,7 @@ class Downloader:
         )
         self._env: Environment | None = None
         self._syncs = GroupSync()
+        self._slots: FileSlots | None = None
 
     async def __aenter__(self) -> Downloader:
         self._env = Environment()
@@ -163,8 +165,10 @@ class Downloader:
             self.progress.close()
 
     async def _run(self, entries: Iterator[Entry]) -> AsyncIterator[Result]:
-        jobs = self.settings.jobs
-        pool = _Pool(self._context(), jobs)
+        start, jobs = self.settings.flight()
+        slots = FileSlots(start, jobs, adapt=self.settings.adapt)
+        self._slots = slots
+        pool = _Pool(self._context(), jobs, slots)
         tasks = [asyncio.create_task(pool.produce(entries), name="manifest reader")]
         tasks += [
             asyncio.create_task(pool.work(), name=f"worker {i}") for i in range(jobs)
@@ -183,6 +187,11 @@ class Downloader:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def files_in_flight(self) -> int:
+        """The most files handled at once so far (with adapt it grows while
+        files/s rises, up to ``jobs``)."""
+        return 0 if self._slots is None else self._slots.peak
 
     def hosts(self) -> dict[str, dict[str, int | float | None]]:
         """Per host, so far: the connections it has now (``per_host`` unless it
@@ -208,13 +217,16 @@ class Downloader:
 class _Pool:
     """The bounded queues between the manifest reader, the workers and the caller.
 
+    There is a worker per file that may be in flight (``jobs``); each takes a
+    file slot before it takes an entry, so only ``slots.limit`` work at once.
     A ``None`` in ``todo`` tells a worker to stop; one in ``done`` says a
     worker stopped. ``failure`` keeps what went wrong outside any one file.
     """
 
-    def __init__(self, ctx: RunContext, jobs: int) -> None:
+    def __init__(self, ctx: RunContext, jobs: int, slots: FileSlots) -> None:
         self.ctx = ctx
         self.jobs = jobs
+        self.slots = slots
         self.todo: asyncio.Queue[tuple[int, Entry] | None] = asyncio.Queue(jobs * 2)
         self.done: asyncio.Queue[Result | None] = asyncio.Queue(jobs * 2)
         self.failure: list[BaseException] = []
@@ -233,10 +245,22 @@ class _Pool:
 
     async def work(self) -> None:
         ctx, todo, done, failure = self.ctx, self.todo, self.done, self.failure
+        slots, budget = self.slots, ctx.budget
         try:
-            while (item := await todo.get()) is not None:
-                key, entry = item
-                result = await FileJob(ctx, key, entry).run()
+            while True:
+                await slots.acquire()
+                try:
+                    if (item := await todo.get()) is None:
+                        break
+                    key, entry = item
+                    slots.started()
+                    try:
+                        result = await FileJob(ctx, key, entry).run()
+                    finally:
+                        slots.finished(budget.files_waiting(), backlog=not todo.empty())
+                        slots.running -= 1
+                finally:
+                    slots.release()
                 ctx.progress.file_finished(key, result)
                 await done.put(result)
         except Exception as exc:  # a bug in a worker surfaces instead of hiding

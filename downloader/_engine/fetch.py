@@ -8,7 +8,6 @@ from .. import _storage as storage
 from .._exceptions import (
     ConnectionLost,
     HTTPStatusError,
-    ReadTimeout,
     ResumeRejected,
     TransferError,
 )
@@ -76,7 +75,7 @@ class FileFetch:
         async with self.ctx.budget.slot(url) as slot:
             try:
                 done = await self._attempt_in_slot(url)
-            except (HTTPStatusError, ReadTimeout) as exc:
+            except TransferError as exc:
                 slot.refused(exc)  # the host may want fewer requests
                 raise
             slot.ok()

@@ -185,6 +185,8 @@ class SegmentedDownload:
         """A ranged answer that is exactly bytes ``start``-``end`` of this file."""
         try:
             async with self.open_range(start, end) as stream:
+                if stream.answer.quota is not None:  # a quota counts ranges too
+                    self.budget.learn(self.url, stream.answer.quota)
                 check_range_answer(stream.answer, start, end, self.size, self.etag)
                 yield stream
         except HTTPStatusError as exc:

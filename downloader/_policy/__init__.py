@@ -13,6 +13,7 @@ and the HTTP wings gather facts and carry out the answers.
 - ``retry.py``    ``RetryState``, ``MirrorSet``, backoff, ``Retry-After``
 - ``hostlimit.py`` HostLimit: a host's connections, halved on 429/503, regrown
 - ``pacing.py``   HostPace: a host's requests per second, paced after push-backs
+- ``flight.py``   FlightLimit: files in flight, grown while files/s rises
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
 """
 
@@ -31,6 +32,7 @@ from .answers import (
     pick_validator,
     unsupported_transfer_coding,
 )
+from .flight import FlightLimit, Round, next_limit
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
 from .hostlimit import HostLimit, pushed_back
 from .pacing import HostPace
@@ -71,6 +73,7 @@ __all__ = [
     "ContentRange",
     "DiskFacts",
     "FinalFacts",
+    "FlightLimit",
     "HostLimit",
     "HostPace",
     "HostQuota",
@@ -78,6 +81,7 @@ __all__ = [
     "Plan",
     "Quota",
     "RetryState",
+    "Round",
     "SavedState",
     "announced_mismatch",
     "ask_entry_again",
@@ -94,6 +98,7 @@ __all__ = [
     "is_etag",
     "merge_headers",
     "netrc_may_go",
+    "next_limit",
     "origin_of",
     "parse_complete_length",
     "parse_content_range",

@@ -1,7 +1,8 @@
 """How many connections a host gets: additive increase, multiplicative decrease.
 
 A host pushes back with 429 or 503 (nginx ``limit_conn``, S3's per-prefix
-limits, API gateways). Each push-back halves the host's limit, once per
+limits, API gateways), a burst of 403s, stalls, and resets or refused
+connections (``pushed_back``). Each push-back halves the host's limit, once per
 round: the answers to requests sent before the cut say nothing new, so they
 are not counted again (TCP's rule, one decrease per window). Clean answers
 grow it by one per round (``limit`` of them), up to the ``ceiling``
@@ -16,6 +17,8 @@ ten as plain AIMD would.
 
 from __future__ import annotations
 
+from typing import Literal
+
 PROBE_AFTER = 32  # clean rounds at L - 1 before L is tried again (doubles)
 
 
@@ -23,9 +26,11 @@ class HostLimit:
     """The connection limit of one host, learnt from its answers."""
 
     __slots__ = (
+        "answered",
         "ceiling",
         "clean",
         "epoch",
+        "forbidden",
         "limit",
         "probe_after",
         "pushbacks",
@@ -40,6 +45,13 @@ class HostLimit:
         self.too_many: int | None = None  # the lowest limit a push-back came at
         self.probe_after = PROBE_AFTER
         self.pushbacks = 0  # every one, counted or not, for the report
+        self.answered = False  # a clean answer came at all
+        self.forbidden = 0  # 403s in a row since the last clean answer
+
+    def on_forbidden(self) -> int:
+        """A 403: the run of them since the host last answered clean (0: never did)."""
+        self.forbidden += 1
+        return self.forbidden if self.answered else 0
 
     @property
     def connections(self) -> int:
@@ -47,6 +59,8 @@ class HostLimit:
 
     def on_ok(self) -> None:
         """A clean answer: one more connection after a round of them."""
+        self.answered = True
+        self.forbidden = 0
         self.clean += 1
         now = self.connections
         if self.clean < now:
@@ -63,7 +77,7 @@ class HostLimit:
         self.clean = 0
 
     def on_pushback(self, epoch: int) -> None:
-        """A 429 or 503 to a request sent under cut ``epoch``: halve, once a round."""
+        """A push-back to a request sent under cut ``epoch``: halve, once a round."""
         self.pushbacks += 1
         if epoch != self.epoch:
             return  # sent before the last cut: already answered for
@@ -76,10 +90,32 @@ class HostLimit:
         self.clean = 0
 
 
-def pushed_back(status: int, *, stalled: bool = False) -> bool:
-    """Does this answer say the host is overloaded (so: fewer connections)?
+FORBIDDEN_BURST = 3  # 403s in a row, after clean answers, that mean "slow down"
 
-    429 and 503 say so; so does a stall past ``--timeout``. Other failures
-    (a 404, a body cut short) say nothing about how many connections it takes.
+Pushback = Literal["rate", "connections"]
+
+
+def pushed_back(
+    status: int,
+    *,
+    stalled: bool = False,
+    lost: bool = False,
+    forbidden_in_a_row: int = 0,
+) -> Pushback | None:
+    """Does this failure say the host is overloaded, and of what?
+
+    ``"rate"``: too many requests (429, 503, or a burst of 403s from a host
+    that was answering: a firewall's rate limit); fewer connections and
+    paced requests. ``"connections"``: a stall past ``--timeout``, or a
+    connection reset or refused; fewer connections, the pace says nothing.
+    None: other failures (a 404, a lone 403, a 500) say nothing of load.
+    ``forbidden_in_a_row`` counts this 403 and those before it since the
+    host's last clean answer (0: it has not answered clean yet).
     """
-    return stalled or status in (429, 503)
+    if status in (429, 503):
+        return "rate"
+    if status == 403 and forbidden_in_a_row >= FORBIDDEN_BURST:
+        return "rate"
+    if stalled or lost:
+        return "connections"
+    return None

@@ -93,10 +93,10 @@ def _seconds(text: str | None) -> float | None:
 def host_pause(status: int, retry_after: float | None) -> float | None:
     """Seconds a host asked to be sent nothing new, if it asked.
 
-    A 429 or 503 with a wait (``Retry-After``, or a spent quota's reset) asks
-    it for the host, not only for the file that got it.
+    A 429, 503 or 403 with a wait (``Retry-After``, or a spent quota's
+    reset) asks it for the host, not only for the file that got it.
     """
-    if status in (429, 503) and retry_after:
+    if status in (403, 429, 503) and retry_after:
         return retry_after
     return None
 
