@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,10 +26,16 @@ class Hasher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Checksum:
-    """An expected digest, e.g. ``Checksum("sha256", "ab12...")``."""
+    """An expected digest, e.g. ``Checksum("sha256", "ab12...")``.
+
+    ``source`` says where the expected value came from when that is not the
+    manifest (``"SHA256SUMS:12"``, ``"the Repr-Digest header"``), so a
+    mismatch names it; it takes no part in comparisons.
+    """
 
     algorithm: str
     hexdigest: str
+    source: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: str, *, algorithm: str | None = None) -> Checksum:
@@ -68,6 +74,10 @@ class Checksum:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hexdigest}"
+
+    def described(self) -> str:
+        """``ALGO:HEX``, followed by ``(from SOURCE)`` when it has a source."""
+        return f"{self} (from {self.source})" if self.source else str(self)
 
     def matches_file(self, path: Path) -> bool:
         """Does the file at ``path`` have this digest? Blocking: hashes it all."""

@@ -11,6 +11,7 @@ stalls, per-connection throttling and lies about ``Content-Length`` and
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 import ssl
@@ -159,7 +160,7 @@ class FileServer:
         if isinstance(shaped, web.Response):
             return shaped
         status, headers, body = shaped
-        headers |= quota
+        headers |= quota | _digest_headers(request, state.data, body, faults)
         response = web.StreamResponse(status=status, headers=headers)
         if faults.no_length:
             response.enable_chunked_encoding()
@@ -255,7 +256,9 @@ def _shape(
 ) -> web.Response | tuple[int, dict[str, str], bytes]:
     """Status, headers and body of the answer (a 416 is answered at once)."""
     data = state.data
-    headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    content_type = faults.content_type or "application/octet-stream"
+    headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
+    headers |= faults.headers
     if not faults.no_validators:
         headers["ETag"] = state.etag
         headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
@@ -276,6 +279,37 @@ def _shape(
         else:
             del headers["Content-Range"]
     return 206, headers, body
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _digest_headers(
+    request: web.Request, data: bytes, body: bytes, faults: Faults
+) -> dict[str, str]:
+    """The digest headers ``faults.digests`` names, right or (while due) wrong."""
+    if not faults.digests or request.method != "GET":
+        return {}
+    if faults.wrong_digests > 0:
+        faults.wrong_digests -= 1
+        data = body = b"not these bytes" + data
+    headers = {}
+    for name in faults.digests:
+        if name == "Repr-Digest":
+            headers[name] = f"sha-256=:{_b64(hashlib.sha256(data).digest())}:"
+        elif name == "Content-Digest":
+            headers[name] = f"sha-512=:{_b64(hashlib.sha512(body).digest())}:"
+        elif name == "x-goog-hash":
+            md5 = _b64(hashlib.md5(data).digest())
+            headers[name] = f"crc32c=AAAAAA==,md5={md5}"
+        elif name == "x-amz-checksum-sha256":
+            if request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+                headers[name] = _b64(hashlib.sha256(data).digest())
+        else:
+            msg = f"unknown digest header {name!r}"
+            raise ValueError(msg)
+    return headers
 
 
 def _range_fault_due(faults: Faults) -> bool:

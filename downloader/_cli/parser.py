@@ -21,6 +21,8 @@ examples:
   cat urls.txt | downloader get -i - --format urls -d data/
   downloader plan -i files.jsonl -d data/          what get would do (no network)
   downloader verify -i files.jsonl -d data/        check files on disk (no network)
+  downloader get -i isos.txt -d data/ --checksums data/SHA256SUMS
+                                                   verify against a published sums file
 
 Interrupted runs resume: rerun the same command. Exit status: 0 all files
 complete, 1 some failed, 2 bad usage or manifest, 130 Ctrl-C, 143 SIGTERM.
@@ -195,6 +197,14 @@ def _inputs() -> argparse.ArgumentParser:
         metavar="K/N",
         help="only the entries shard K of N owns (K counts from 0; by a stable "
         "hash of each path): run N copies, K = 0..N-1, to split one manifest",
+    )
+    inputs.add_argument(
+        "--checksums",
+        metavar="[ALGO:]FILE",
+        help="verify the entries named in a sums file (sha256sum, md5sum or "
+        "b2sum output, e.g. a dataset's SHA256SUMS); its paths are relative to "
+        "--dest, entries it does not name are unaffected; the algorithm comes "
+        "from the digest's length or the file's name, or say it: sha512:FILE",
     )
     _add_setting(inputs, ("-j", "--jobs"), "jobs", _positive_int, "N")
     return inputs

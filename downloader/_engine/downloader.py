@@ -16,7 +16,7 @@ from .._exceptions import (
 )
 from .._http.session import Environment, Session, make_session
 from .._http.tls import client_context
-from .._manifest import EntriesLike, ShardLike, Sources
+from .._manifest import EntriesLike, ShardLike, Sources, SumsFile
 from .._models import Entry, Report, Result
 from .._progress import NullProgress, ProgressSink
 from .._settings import Options, Settings, settings_from
@@ -109,10 +109,12 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        checksums: StrPath | SumsFile | None = None,
     ) -> Report:
         """Fetch every entry; returns the report once all are done.
 
-        ``shard="K/N"`` keeps only the entries shard K of N owns (see ``stream``).
+        ``shard="K/N"`` keeps only the entries shard K of N owns, and
+        ``checksums`` names a sums file to verify against (see ``stream``).
 
         Raises
         ------
@@ -123,7 +125,7 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        results = self.stream(entries, fmt=fmt, shard=shard)
+        results = self.stream(entries, fmt=fmt, shard=shard, checksums=checksums)
         async with contextlib.aclosing(results):
             async for result in results:
                 report.add(result)
@@ -138,6 +140,7 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        checksums: StrPath | SumsFile | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
@@ -149,11 +152,16 @@ class Downloader:
         ``shard="K/N"`` (or ``(K, N)``) keeps only the entries whose output
         path hashes to shard K of N, so N runs of one manifest fetch each file
         exactly once between them, whatever the manifest order.
+
+        ``checksums="SHA256SUMS"`` (a ``sha256sum``, ``md5sum`` or ``b2sum``
+        file; ``"sha512:FILE"`` names its algorithm) gives the entries it
+        names their expected digests; its paths are relative to ``dest``.
+        A malformed line is a ``ManifestError`` naming FILE:LINE.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
-        sources = Sources.of(entries, fmt=fmt, shard=shard)
+        sources = Sources.of(entries, fmt=fmt, shard=shard, checksums=checksums)
         inside = InsideCheck(self.dest)
         count, total_bytes = await asyncio.to_thread(sources.check, inside)
         self.dest.mkdir(parents=True, exist_ok=True)

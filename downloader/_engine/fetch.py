@@ -21,12 +21,14 @@ from .._policy import (
     announced_mismatch,
     cut_short,
     expected_total,
+    html_page,
     integrity_error,
     plan_part,
     resume_headers,
     resume_offset,
     splittable,
     unsatisfiable_resume,
+    with_server_digest,
 )
 from .._storage import FilePaths, ResumeState
 from .._storage.commit import NoTmpfile, publish_fresh, publish_small
@@ -60,7 +62,8 @@ class FileFetch:
         """``no_part``: the caller just found no part (the first try need not look)."""
         self.ctx = ctx
         self.key = key
-        self.entry = entry
+        self.given = entry  # as the manifest has it
+        self.entry = entry  # as this try checks it (a server's digest added)
         self.paths = paths
         self.claim = FileClaim(lock, paths)
         self._no_part = no_part
@@ -72,6 +75,7 @@ class FileFetch:
     async def attempt(self, url: str) -> tuple[int, str | None]:
         """One try, holding a connection slot for the host; (size, checksum)."""
         self._asked = url
+        self.entry = self.given
         async with self.ctx.budget.slot(url) as slot:
             try:
                 done = await self._attempt_in_slot(url)
@@ -143,6 +147,13 @@ class FileFetch:
                 await asyncio.to_thread(storage.forget, paths)
                 raise
             total = expected_total(offset, answer.content_length, answer.content_range)
+            page = html_page(self.given, answer.content_type, total, answer.url)
+            if page is not None:  # never written: not even a .part
+                raise page
+            whole = answer.status == 200
+            self.entry = with_server_digest(
+                self.given, answer.digests, whole_body=whole
+            )
             mismatch = announced_mismatch(self.entry, total, url)
             if mismatch is not None:
                 raise mismatch
