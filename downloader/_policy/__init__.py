@@ -14,6 +14,7 @@ and the HTTP wings gather facts and carry out the answers.
 - ``hostlimit.py`` HostLimit: a host's connections, halved on 429/503, regrown
 - ``pacing.py``   HostPace: a host's requests per second, paced after push-backs
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
+- ``refresh.py``  lock file records, and the conditional request of a refresh
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
 from .hostlimit import HostLimit, pushed_back
 from .pacing import HostPace
 from .quota import HostQuota, Quota, host_pause, parse_quota
+from .refresh import (
+    LOCK_FIELDS,
+    Known,
+    conditional_headers,
+    kept_note,
+    known_from_record,
+    lock_record,
+)
 from .resume import (
     DiskFacts,
     FinalFacts,
@@ -65,6 +74,7 @@ from .urls import host_key, origin_of, url_parts
 
 __all__ = [
     "BACKOFF_CAP",
+    "LOCK_FIELDS",
     "RETRY_AFTER_CAP",
     "Answer",
     "CallerHeaders",
@@ -74,6 +84,7 @@ __all__ = [
     "HostLimit",
     "HostPace",
     "HostQuota",
+    "Known",
     "MirrorSet",
     "Plan",
     "Quota",
@@ -84,6 +95,7 @@ __all__ = [
     "backoff_delay",
     "can_resume",
     "check_range_answer",
+    "conditional_headers",
     "cut_short",
     "expected_total",
     "headers_for",
@@ -92,6 +104,9 @@ __all__ = [
     "host_pause",
     "integrity_error",
     "is_etag",
+    "kept_note",
+    "known_from_record",
+    "lock_record",
     "merge_headers",
     "netrc_may_go",
     "origin_of",
