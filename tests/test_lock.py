@@ -431,18 +431,32 @@ async def test_refresh_from_the_command_line(
     assert file_sha256(dest / "blob.bin") == sha256(make_bytes(1000, "new blob"))
 
 
+URL = "http://127.0.0.1:9/a"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--refresh"], "--refresh needs --lock FILE"),
-        (["--lock", "nowhere/x.lock"], "--lock nowhere/x.lock: no folder nowhere"),
-        (["--lock", "."], "--lock . is a folder"),
+        ([URL, "--refresh"], "--refresh needs --lock FILE"),
+        ([URL, "--lock", "nowhere/x.lock"], "--lock nowhere/x.lock: no folder nowhere"),
+        ([URL, "--lock", "."], "--lock . is a folder"),
+        (["--lock", "x.lock", "--retry-failed", "REPORT"], "would pin only the"),
     ],
 )
 async def test_bad_lock_options_exit_2(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    code, _, err = await run_cli("get", "http://127.0.0.1:9/a", "-d", tmp_path, *args)
+    report = tmp_path / "run.json"
+    report.write_text(
+        json.dumps(
+            {
+                "dest": str(tmp_path.resolve()),
+                "results": [{"status": "failed", "entry": {"url": URL, "path": "a"}}],
+            }
+        )
+    )
+    args = [str(report) if a == "REPORT" else a for a in args]
+    code, _, err = await run_cli("get", "-d", tmp_path, *args)
     assert code == 2
     assert message in err, err
 

@@ -100,6 +100,13 @@ def _check_lock(args: argparse.Namespace) -> None:
     if args.cluster:
         msg = "--lock works on one machine only, not with --cluster"
         raise UsageError(msg)
+    if args.retry_failed:
+        msg = (
+            "--lock with --retry-failed would pin only the retried files; after "
+            "the retry, run the whole manifest with --lock (complete files are "
+            "skipped, and pinned)"
+        )
+        raise UsageError(msg)
     lock = Path(args.lock)
     if lock.is_dir():
         msg = f"--lock {lock} is a folder; name a file"
