@@ -187,10 +187,13 @@ class Downloader:
             self.progress.close()
 
     async def _run(
-        self, entries: Iterator[Entry], known: Mapping[str, Known], pin: bool
+        self,
+        entries: Iterator[Entry],
+        known: Mapping[str, Known] | None = None,
+        pin: bool = False,
     ) -> AsyncIterator[Result]:
         jobs = self.settings.jobs
-        pool = _Pool(self._context(known, pin), jobs)
+        pool = _Pool(self._context(known or {}, pin), jobs)
         tasks = [asyncio.create_task(pool.produce(entries), name="manifest reader")]
         tasks += [
             asyncio.create_task(pool.work(), name=f"worker {i}") for i in range(jobs)
