@@ -112,3 +112,54 @@ def hash_range(path: Path, hasher: Hasher, start: int, end: int) -> None:
                 raise OSError(msg)
             hasher.update(block)
             remaining -= len(block)
+
+
+class _Tee:
+    """Feeds every byte to several hashers; its digest is the first one's."""
+
+    def __init__(self, *hashers: Hasher) -> None:
+        self._hashers = hashers
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        for hasher in self._hashers:
+            hasher.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hashers[0].hexdigest()
+
+
+class Digests:
+    """The entry's hasher and, when a lock file wants it, a sha256 beside it.
+
+    One pass over the bytes feeds both (``hasher``), so pinning a file in a
+    lock file costs no second read. An entry whose checksum is sha256
+    already is hashed once.
+    """
+
+    def __init__(self, checksum: Checksum | None, *, want_sha256: bool) -> None:
+        self.checksum = checksum
+        self._entry = checksum.hasher() if checksum is not None else None
+        same = checksum is not None and checksum.algorithm == "sha256"
+        self._sha256 = hashlib.sha256() if want_sha256 and not same else None
+        self._want = want_sha256
+        hashers = [h for h in (self._entry, self._sha256) if h is not None]
+        self.hasher: Hasher | None = (
+            _Tee(*hashers) if len(hashers) > 1 else (hashers[0] if hashers else None)
+        )
+
+    def entry_digest(self) -> str | None:
+        """The digest to check against the entry's checksum (None: it has none)."""
+        return self._entry.hexdigest() if self._entry is not None else None
+
+    def sha256(self) -> str | None:
+        """The sha256 of the bytes fed (None unless a lock file wants it)."""
+        if not self._want:
+            return None
+        if self._sha256 is not None:
+            return self._sha256.hexdigest()
+        return self.entry_digest()
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a whole file; blocking, run it in a thread."""
+    return hash_file(path, Checksum("sha256", "0" * 64)).hexdigest()

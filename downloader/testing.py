@@ -1,7 +1,8 @@
 """A real Range-capable HTTP file server that misbehaves on request (tests, demo).
 
 ``FileServer`` serves in-memory files over aiohttp on 127.0.0.1 with strong ETags,
-Last-Modified, single byte ranges and ``If-Range``, and injects the faults real
+Last-Modified, single byte ranges, ``If-Range``, and ``If-None-Match`` /
+``If-Modified-Since`` (304 Not Modified), and injects the faults real
 servers and CDNs produce: dropped connections, 5xx/429 bursts with ``Retry-After``,
 ignored ``Range``, content that changes between requests, truncated bodies,
 stalls, per-connection throttling and lies about ``Content-Length`` and
@@ -17,7 +18,7 @@ import random
 import ssl
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
 
@@ -262,6 +263,8 @@ def _shape(
     if not faults.no_validators:
         headers["ETag"] = state.etag
         headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
+        if _not_modified(request, state):
+            return web.Response(status=304, headers=headers)
     start, end = _wanted_range(request, state, faults, len(data))
     if start is None or end is None:
         return 200, headers, data
@@ -310,6 +313,21 @@ def _digest_headers(
             msg = f"unknown digest header {name!r}"
             raise ValueError(msg)
     return headers
+
+
+def _not_modified(request: web.Request, state: _File) -> bool:
+    """RFC 9110 13.1.2-3: If-None-Match decides when sent, else If-Modified-Since."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or state.etag in tags
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return int(state.mtime) <= parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as servers do
 
 
 def _range_fault_due(faults: Faults) -> bool:

@@ -23,6 +23,9 @@ examples:
   downloader verify -i files.jsonl -d data/        check files on disk (no network)
   downloader get -i isos.txt -d data/ --checksums data/SHA256SUMS
                                                    verify against a published sums file
+  downloader get -i files.jsonl -d data/ --lock data.lock --report run.json
+  downloader get -i files.jsonl -d data/ --lock data.lock --refresh
+  downloader get --retry-failed run.json -d data/  only what failed in run.json
 
 Interrupted runs resume: rerun the same command. Exit status: 0 all files
 complete, 1 some failed, 2 bad usage or manifest, 130 Ctrl-C, 143 SIGTERM.
@@ -225,6 +228,7 @@ def _add_get(
     _add_network(get)
     _add_scaling(get)
     _add_output(get)
+    _add_repeat(get)
 
 
 def _add_network(get: argparse.ArgumentParser) -> None:
@@ -283,6 +287,32 @@ def _add_output(get: argparse.ArgumentParser) -> None:
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     out.add_argument("--report", metavar="FILE", help="write a JSON report here")
+
+
+def _add_repeat(get: argparse.ArgumentParser) -> None:
+    again = get.add_argument_group("repeating a run")
+    again.add_argument(
+        "--lock",
+        metavar="FILE",
+        help="write a lock file: one JSON line per complete file (url, path, "
+        "size, sha256, etag, last_modified), skipped files included; it is "
+        "itself a manifest (-i FILE.lock fetches the same bytes, verify -i "
+        "checks them). Rewritten by each run, replaced when the run ends",
+    )
+    again.add_argument(
+        "--refresh",
+        action="store_true",
+        help="needs --lock: "
+        + Settings.doc("refresh")
+        + "; a failed refresh keeps the old copy",
+    )
+    again.add_argument(
+        "--retry-failed",
+        metavar="REPORT",
+        help="run only the entries that failed in REPORT (a --report of an "
+        "earlier run on the same --dest), resuming their parts; entries "
+        "that had headers need their manifest again: -i MANIFEST (and -H)",
+    )
 
 
 def _add_local(

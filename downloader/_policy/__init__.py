@@ -17,6 +17,7 @@ and the HTTP wings gather facts and carry out the answers.
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
 - ``digests.py``  a server's digests (Repr-Digest, x-goog-hash...): read, chosen
 - ``pages.py``    the HTML-page guard: an error page where a file was expected
+- ``refresh.py``  lock file records, and the conditional request of a refresh
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ from .hostlimit import HostLimit, pushed_back
 from .pacing import HostPace
 from .pages import html_page
 from .quota import HostQuota, Quota, host_pause, parse_quota
+from .refresh import (
+    LOCK_FIELDS,
+    Known,
+    conditional_headers,
+    kept_note,
+    known_from_record,
+    lock_record,
+)
 from .resume import (
     DiskFacts,
     FinalFacts,
@@ -76,6 +85,7 @@ from .urls import host_key, origin_of, url_parts
 
 __all__ = [
     "BACKOFF_CAP",
+    "LOCK_FIELDS",
     "RETRY_AFTER_CAP",
     "Answer",
     "CallerHeaders",
@@ -86,6 +96,7 @@ __all__ = [
     "HostLimit",
     "HostPace",
     "HostQuota",
+    "Known",
     "MirrorSet",
     "Plan",
     "Quota",
@@ -99,6 +110,7 @@ __all__ = [
     "can_resume",
     "check_range_answer",
     "checksum_request",
+    "conditional_headers",
     "cut_short",
     "expected_total",
     "headers_for",
@@ -108,6 +120,9 @@ __all__ = [
     "html_page",
     "integrity_error",
     "is_etag",
+    "kept_note",
+    "known_from_record",
+    "lock_record",
     "merge_headers",
     "netrc_may_go",
     "next_limit",
