@@ -351,7 +351,10 @@ def ours_list(job: Job, *more: str) -> Cmd:
 
 def ours_default_jobs(env: Installer) -> int | None:
     """`get`'s default -j, read from its help: the files ours has in flight."""
-    found = re.search(r"--jobs N\s.*?\(default: (\d+)\)", env.ours_get_help, re.S)
+    # Only -j's own help: up to the next option ("\n  -..."). Builds that
+    # grow their files in flight show no plain default: None, read the report.
+    own = re.search(r"--jobs N\s(.*?)(?:\n  -|\Z)", env.ours_get_help, re.S)
+    found = re.search(r"\(default: (\d+)\)", own.group(1)) if own else None
     return int(found.group(1)) if found else None
 
 
