@@ -65,7 +65,8 @@ def _rounds(
         rounds = flight.rounds
         while flight.rounds == rounds:
             t += 1 / rate
-            flight.on_done(t, t * cpu_share, flight.limit, 0)
+            if flight.on_done(t, flight.limit, 0):
+                flight.end_round(t, t * cpu_share)
         limits.append(flight.limit)
     return t, limits
 
@@ -107,13 +108,12 @@ def test_no_growth_while_the_cpu_is_busy() -> None:
 def test_a_round_needs_enough_files_and_time() -> None:
     flight = FlightLimit(8, 256, now=0.0, cpu=0.0)
     for i in range(15):  # 15 files over a second: not yet a round
-        flight.on_done(i / 15, 0.0, 8, 0)
-    assert flight.limit == 8
-    flight.on_done(1.0, 0.0, 8, 0)  # the 16th
+        assert not flight.on_done(i / 15, 8, 0)
+    assert flight.on_done(1.0, 8, 0)  # the 16th
+    flight.end_round(1.0, 0.0)
     assert flight.limit == 16
     for i in range(100):  # many files, but within a blink
-        flight.on_done(1.0 + i * 1e-4, 0.0, 16, 0)
-    assert flight.limit == 16
+        assert not flight.on_done(1.0 + i * 1e-4, 16, 0)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,9 @@ class FileSlots:
             # Slots held, when more entries wait (a slot freed is taken at
             # once, but its file starts a moment later); else files at work.
             busy = self.active if backlog else self.running
-            self._control.on_done(time.monotonic(), time.process_time(), busy, queued)
+            control, now = self._control, time.monotonic()
+            if control.on_done(now, busy, queued):
+                control.end_round(now, time.process_time())
 
     def started(self) -> None:
         """A file is being handled now."""

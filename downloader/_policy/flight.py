@@ -100,20 +100,25 @@ class FlightLimit:
         self._full = True
         self._queued = 0
 
-    def on_done(self, now: float, cpu: float, in_flight: int, queued: int) -> None:
+    def on_done(self, now: float, in_flight: int, queued: int) -> bool:
         """A file finished with ``in_flight`` running (itself included) and
-        ``queued`` of them waiting for a connection."""
+        ``queued`` of them waiting for a connection. True: the round is over,
+        call ``end_round`` (the CPU time is read once a round: it costs a
+        system call)."""
         self._files += 1
         self._queued += queued
         if in_flight < self.limit:
             self._full = False  # the manifest, or the run's end, held it back
         span = now - self._t0
-        if self._files < max(ROUND_FILES, self.limit) or span < ROUND_SPAN:
-            return
+        return self._files >= max(ROUND_FILES, self.limit) and span >= ROUND_SPAN
+
+    def end_round(self, now: float, cpu: float) -> None:
+        """Decide on the round that just ended; ``cpu``: the process's CPU time."""
         if self._settling:  # files begun under the old limit still finish
             self._settling = False
             self._begin(now, cpu)
             return
+        span = now - self._t0
         seen = Round(
             files_per_s=self._files / span,
             full=self._full,
