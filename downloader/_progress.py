@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._models import Result
+from ._models import Entry, Result
 
 if TYPE_CHECKING:  # tqdm is imported only when bars are shown: it costs ~30 ms
     from tqdm import tqdm
@@ -18,9 +18,18 @@ MAX_BARS = 8  # per-file bars at most, however many files are in flight
 class ProgressSink(Protocol):
     """What the engine tells about a run; every method must return quickly.
 
-    A sink may also have ``file_waiting(key, name, message)``, called when a
-    file waits for another process that is working on it (optional, so sinks
-    written before it still fit).
+    A sink may also have these (optional, so sinks written before them
+    still fit; ``NullProgress`` has them all, doing nothing):
+
+    - ``file_waiting(key, name, message)``: the file waits for another
+      process that is working on it;
+    - ``file_queued(key, entry)``: the entry was read and queued;
+    - ``file_retrying(key, attempts, reason, delay, tried)``: try number
+      ``attempts`` at URL ``tried`` failed with ``reason``; the next try
+      comes in ``delay`` seconds;
+    - ``file_throttled(key, host, status, reason, retry_after)``: the host
+      pushed back (a 429 or 503, with ``Retry-After`` seconds if it said; or
+      a stall, status None).
     """
 
     def run_started(self, files: int, total_bytes: int | None) -> None: ...
@@ -48,6 +57,24 @@ class NullProgress:
         pass
 
     def file_waiting(self, key: int, name: str, message: str) -> None:
+        pass
+
+    def file_queued(self, key: int, entry: Entry) -> None:
+        pass
+
+    def file_retrying(
+        self, key: int, attempts: int, reason: str, delay: float, tried: str
+    ) -> None:
+        pass
+
+    def file_throttled(
+        self,
+        key: int,
+        host: str,
+        status: int | None,
+        reason: str,
+        retry_after: float | None,
+    ) -> None:
         pass
 
     def close(self) -> None:
