@@ -107,8 +107,11 @@ OVERALL_FORMAT = (
 
 
 def byte_bar(stream: TextIO, **options: Any) -> tqdm[Any]:
-    """A byte-counting tqdm bar on ``stream``; callers add total, position, text."""
-    from tqdm import tqdm
+    """A byte-counting tqdm bar on ``stream``; callers add total, position, text.
+
+    ``tqdm.auto``: a widget in a Jupyter kernel, the terminal bar elsewhere.
+    """
+    from tqdm.auto import tqdm
 
     return tqdm(
         unit="B",
@@ -119,6 +122,18 @@ def byte_bar(stream: TextIO, **options: Any) -> tqdm[Any]:
         mininterval=0.2,
         **options,
     )
+
+
+def set_total(bar: tqdm[Any], total: float) -> None:
+    """A bar's total, changed while it runs: a Jupyter widget's too.
+
+    ``tqdm.notebook`` draws its widget's length once, from the total it
+    started with (none: a full bar for ever), unless told.
+    """
+    bar.total = total
+    widget = getattr(bar, "container", None)  # ltext, the IntProgress, rtext
+    if widget is not None and total:
+        widget.children[1].max = total
 
 
 def format_bytes(n: float) -> str:
@@ -168,9 +183,9 @@ class TqdmProgress:
     """
 
     def __init__(self, stream: TextIO, *, jobs: int | None) -> None:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm as auto_tqdm
 
-        self._tqdm = tqdm
+        self._tqdm = auto_tqdm
         self.stream = stream
         self.jobs = jobs
         self._files: dict[int, _InFlight] = {}
@@ -218,7 +233,7 @@ class TqdmProgress:
 
     def _grow_total(self, n: int) -> None:
         if self._overall is not None and n:
-            self._overall.total = (self._overall.total or 0) + n
+            set_total(self._overall, (self._overall.total or 0) + n)
             self._overall.refresh()
 
     def _overall_back(self, n: int) -> None:
@@ -330,7 +345,7 @@ class OverallBar:
             )
         if self._bar is not None:
             if dropped and self._bar.total is not None:
-                self._bar.total = max(0, self._bar.total - dropped)
+                set_total(self._bar, max(0, self._bar.total - dropped))
             self._bar.n = max(0, self._bar.n + n)
             self._describe(status)
             self._bar.refresh()
