@@ -423,6 +423,31 @@ async def test_throttled_carries_the_hosts_retry_after(
     assert file_sha256(tmp_path / "small.bin") == sha256(origin.files["small.bin"])
 
 
+async def test_waiting_for_another_process_is_an_event(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """A part another holder has locked: ``waiting``, then the file as usual."""
+    import asyncio
+
+    from downloader._storage import FilePaths, PartLock
+
+    (tmp_path / "blob.bin.part").write_bytes(b"")  # so the run takes the lock first
+    events: list[dict[str, Any]] = []
+    held = PartLock(FilePaths.of(tmp_path, "blob.bin"))  # flock: another holder
+    async with Downloader(tmp_path, on_event=events.append) as dl:
+        run = asyncio.create_task(dl.download([origin.url("blob.bin")]))
+        for _ in range(200):
+            if "waiting" in kinds(events):
+                break
+            await asyncio.sleep(0.01)
+        held.__exit__(None, None, None)  # it lets go
+        await run
+    check_shapes(events)
+    assert kinds(events) == ["queued", "waiting", "started", "done"]
+    assert "waiting: another downloader process" in events[1]["reason"]
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+
+
 async def test_download_passes_on_event_through(
     origin: FileServer, tmp_path: Path
 ) -> None:

@@ -279,7 +279,8 @@ def _add_output(get: argparse.ArgumentParser) -> None:
         help="write one JSON line per change of a file's state as it happens "
         "(queued, started, resumed, retry, throttled, done, failed, skipped), "
         "each with event, time (ISO 8601 UTC), url and path; '-' writes them "
-        "to stdout, where nothing else is printed. E.g. "
+        "to stdout, where nothing else is printed. Each event's fields: the "
+        "README, 'Events for programs'. E.g. "
         "--events - | jq -c 'select(.event == \"failed\")'",
     )
 
