@@ -167,21 +167,16 @@ OPTIONAL_HOOKS = ("file_waiting", "file_queued", "file_retrying", "file_throttle
 class FanOut(NullProgress):
     """Tells every one of ``sinks`` everything (bars and events, say).
 
-    An optional hook goes only to the sinks that have it. ``file_advanced``,
-    called for every chunk, skips the sinks that inherit ``NullProgress``'s
-    empty one.
+    An optional hook goes only to the sinks that have it, and neither it nor
+    ``file_advanced`` (called for every chunk) goes to a sink that inherits
+    ``NullProgress``'s empty one.
     """
 
     def __init__(self, *sinks: ProgressSink) -> None:
         self.sinks = sinks
-        self._advanced = [
-            s.file_advanced
-            for s in sinks
-            if getattr(type(s), "file_advanced", None) is not NullProgress.file_advanced
-        ]
+        self._advanced = _hooks(sinks, "file_advanced")
         for name in OPTIONAL_HOOKS:
-            hooks = [h for s in sinks if (h := getattr(s, name, None)) is not None]
-            setattr(self, name, _calling_all(hooks))
+            setattr(self, name, _calling_all(_hooks(sinks, name)))
 
     def run_started(self, files: int, total_bytes: int | None) -> None:
         for sink in self.sinks:
@@ -202,6 +197,15 @@ class FanOut(NullProgress):
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+
+def _hooks(sinks: tuple[ProgressSink, ...], name: str) -> list[Any]:
+    """The sinks' ``name`` methods, leaving out missing and empty ones."""
+    empty = getattr(NullProgress, name)
+    found = [getattr(s, name, None) for s in sinks]
+    return [
+        h for h in found if h is not None and getattr(h, "__func__", 0) is not empty
+    ]
 
 
 def _calling_all(hooks: list[Any]) -> Any:

@@ -23,6 +23,7 @@ from downloader._events import (
     EventSink,
     FanOut,
     JsonLines,
+    _hooks,
     fan_out,
     finished_event,
     iso_time,
@@ -156,6 +157,10 @@ def test_fan_out_skips_empty_chunk_hooks_and_single_sinks() -> None:
     quiet, bars = NullProgress(), Recording()
     sink = FanOut(quiet, bars)
     assert sink._advanced == [bars.file_advanced]  # per chunk: no empty calls
+    assert _hooks((quiet, bars, Bare()), "file_retrying") == [bars.file_retrying]
+    assert _hooks((quiet, Bare()), "file_queued") == []
+    inner = FanOut(bars, Recording())  # its hooks are attributes, not methods
+    assert _hooks((inner,), "file_retrying") == [inner.file_retrying]
     assert fan_out(None, bars) is bars
     assert isinstance(fan_out(None, None), NullProgress)
 
