@@ -453,6 +453,31 @@ async def test_waiting_for_another_process_is_an_event(
     assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
 
 
+async def test_a_stall_is_throttled_without_a_status(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    origin.faults["small.bin"] = Faults(stall_after=1_000, stall_seconds=5)
+    events: list[dict[str, Any]] = []
+    async with Downloader(
+        tmp_path, retries=1, retry_wait=0.01, timeout=0.5, on_event=events.append
+    ) as dl:
+        await dl.download([origin.url("small.bin")])
+    check_shapes(events)
+    assert kinds(events) == [
+        "queued",
+        "started",
+        "throttled",
+        "retry",
+        "resumed",
+        "done",
+    ]
+    assert events[2]["status"] is None
+    assert events[2]["retry_after"] is None
+    assert events[2]["reason"] == events[3]["reason"]
+    assert events[4]["offset"] == 1_000
+    assert file_sha256(tmp_path / "small.bin") == sha256(origin.files["small.bin"])
+
+
 async def test_download_passes_on_event_through(
     origin: FileServer, tmp_path: Path
 ) -> None:
