@@ -209,6 +209,44 @@ def test_json_lines_are_flushed_one_by_one() -> None:
     assert json.loads(line)["path"] == "caf\u00e9/\udcff"
 
 
+class CountingStream(io.StringIO):
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+async def test_one_turn_of_the_loop_is_flushed_once_at_the_next() -> None:
+    """A burst of events costs one flush, made before the loop waits for I/O."""
+    import asyncio
+
+    stream = CountingStream()
+    emit = JsonLines(stream)
+    for n in range(3):
+        emit({"event": "queued", "n": n})
+    assert stream.flushes == 0
+    await asyncio.sleep(0)  # the next turn
+    assert stream.flushes == 1
+    emit({"event": "done"})
+    await asyncio.sleep(0)
+    assert stream.flushes == 2
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == [
+        "queued",
+        "queued",
+        "queued",
+        "done",
+    ]
+
+
+def test_outside_an_event_loop_each_event_is_flushed_at_once() -> None:
+    stream = CountingStream()
+    emit = JsonLines(stream)
+    emit({"event": "queued"})
+    emit({"event": "done"})
+    assert stream.flushes == 2
+
+
 # -- real runs ---------------------------------------------------------------
 
 
