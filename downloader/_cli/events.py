@@ -28,6 +28,7 @@ def events_to(where: str | None) -> Iterator[JsonLines | None]:
         try:
             yield emit
         finally:
+            emit.flush()  # what the loop's last turn left
             if emit.broken is not None:  # stdout's reader left: no noise at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
