@@ -33,7 +33,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "started": ("size",),
     "resumed": ("size", "offset"),
     "retry": ("attempts", "reason", "delay", "tried"),
-    "throttled": ("host", "status", "reason", "retry_after"),
+    "throttled": ("host", "status", "kind", "reason", "retry_after"),
     "waiting": ("reason",),
 }
 
@@ -127,6 +127,7 @@ class EventSink(NullProgress):
         key: int,
         host: str,
         status: int | None,
+        kind: str,
         reason: str,
         retry_after: float | None,
     ) -> None:
@@ -135,6 +136,7 @@ class EventSink(NullProgress):
             key,
             host=host,
             status=status,
+            kind=kind,
             reason=reason,
             retry_after=retry_after,
         )

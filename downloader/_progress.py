@@ -27,9 +27,11 @@ class ProgressSink(Protocol):
     - ``file_retrying(key, attempts, reason, delay, tried)``: try number
       ``attempts`` at URL ``tried`` failed with ``reason``; the next try
       comes in ``delay`` seconds;
-    - ``file_throttled(key, host, status, reason, retry_after)``: the host
-      pushed back (a 429 or 503, with ``Retry-After`` seconds if it said; or
-      a stall, status None).
+    - ``file_throttled(key, host, status, kind, reason, retry_after)``: the
+      host pushed back (``policy.pushed_back``: ``kind`` "rate" for a 429, a
+      503 or a burst of 403s, with ``Retry-After`` seconds if it said;
+      "connections" for a stall, a reset or a refused connection, status
+      None).
     """
 
     def run_started(self, files: int, total_bytes: int | None) -> None: ...
@@ -72,6 +74,7 @@ class NullProgress:
         key: int,
         host: str,
         status: int | None,
+        kind: str,
         reason: str,
         retry_after: float | None,
     ) -> None:

@@ -18,13 +18,13 @@ from .._policy import (
     Answer,
     CallerHeaders,
     Plan,
+    Pushback,
     announced_mismatch,
     cut_short,
     expected_total,
     host_key,
     integrity_error,
     plan_part,
-    pushed_back,
     resume_headers,
     resume_offset,
     splittable,
@@ -78,19 +78,20 @@ class FileFetch:
             try:
                 done = await self._attempt_in_slot(url)
             except TransferError as exc:
-                slot.refused(exc)  # the host may want fewer requests
-                self._tell_throttled(url, exc)
+                kind = slot.refused(exc)  # the host may want fewer requests
+                if kind is not None:
+                    self._tell_throttled(url, exc, kind)
                 raise
             slot.ok()
             return done
 
-    def _tell_throttled(self, url: str, exc: HTTPStatusError | ReadTimeout) -> None:
-        """Tell the progress sink when the host pushed back (429, 503, a stall)."""
+    def _tell_throttled(self, url: str, exc: TransferError, kind: Pushback) -> None:
+        """Tell the progress sink that the host pushed back (``policy.pushed_back``)."""
         throttled = getattr(self.ctx.progress, "file_throttled", None)  # older sinks
-        status = exc.status if isinstance(exc, HTTPStatusError) else None
-        if throttled is not None and pushed_back(status or 0, stalled=not status):
-            retry_after = getattr(exc, "retry_after", None)
-            throttled(self.key, host_key(url), status, str(exc), retry_after)
+        if throttled is not None:
+            status = exc.status if isinstance(exc, HTTPStatusError) else None
+            retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+            throttled(self.key, host_key(url), status, kind, str(exc), retry_after)
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         on_disk, state, plan = self._look()

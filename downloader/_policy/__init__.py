@@ -34,7 +34,7 @@ from .answers import (
 )
 from .flight import FlightLimit, Round, next_limit
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
-from .hostlimit import HostLimit, pushed_back
+from .hostlimit import HostLimit, Pushback, pushed_back
 from .pacing import HostPace
 from .quota import HostQuota, Quota, host_pause, parse_quota
 from .resume import (
@@ -79,6 +79,7 @@ __all__ = [
     "HostQuota",
     "MirrorSet",
     "Plan",
+    "Pushback",
     "Quota",
     "RetryState",
     "Round",
