@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from ._engine import Downloader
-from ._manifest import EntriesLike, ShardLike
+from ._manifest import EntriesLike, ShardLike, SumsFile
 from ._models import Report
 from ._types import StrPath
 
@@ -17,6 +17,7 @@ def download(
     *,
     fmt: str | None = None,
     shard: ShardLike | None = None,
+    checksums: StrPath | SumsFile | None = None,
     **options: Any,
 ) -> Report:
     """Download ``entries`` into ``dest`` and return the report (blocking).
@@ -32,6 +33,10 @@ def download(
     shard:
         ``"K/N"``: only the entries shard K of N owns (a stable hash of the
         output path), for job arrays that split one manifest N ways.
+    checksums:
+        A sums file (``sha256sum``/``md5sum``/``b2sum`` output; ``"sha512:FILE"``
+        names the algorithm) whose digests the entries it names must match;
+        its paths are relative to ``dest``.
     **options:
         Any keyword of ``Downloader`` (``jobs``, ``retries``, ``progress`` ...).
 
@@ -47,6 +52,6 @@ def download(
 
     async def run() -> Report:
         async with Downloader(dest, **options) as dl:
-            return await dl.download(entries, fmt=fmt, shard=shard)
+            return await dl.download(entries, fmt=fmt, shard=shard, checksums=checksums)
 
     return asyncio.run(run())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -26,10 +26,16 @@ class Hasher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Checksum:
-    """An expected digest, e.g. ``Checksum("sha256", "ab12...")``."""
+    """An expected digest, e.g. ``Checksum("sha256", "ab12...")``.
+
+    ``source`` says where the expected value came from when that is not the
+    manifest (``"SHA256SUMS:12"``, ``"the Repr-Digest header"``), so a
+    mismatch names it; it takes no part in comparisons.
+    """
 
     algorithm: str
     hexdigest: str
+    source: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: str, *, algorithm: str | None = None) -> Checksum:
@@ -69,6 +75,10 @@ class Checksum:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hexdigest}"
 
+    def described(self) -> str:
+        """``ALGO:HEX``, followed by ``(from SOURCE)`` when it has a source."""
+        return f"{self} (from {self.source})" if self.source else str(self)
+
     def matches_file(self, path: Path) -> bool:
         """Does the file at ``path`` have this digest? Blocking: hashes it all."""
         return hash_file(path, self).hexdigest() == self.hexdigest
@@ -102,3 +112,54 @@ def hash_range(path: Path, hasher: Hasher, start: int, end: int) -> None:
                 raise OSError(msg)
             hasher.update(block)
             remaining -= len(block)
+
+
+class _Tee:
+    """Feeds every byte to several hashers; its digest is the first one's."""
+
+    def __init__(self, *hashers: Hasher) -> None:
+        self._hashers = hashers
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        for hasher in self._hashers:
+            hasher.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hashers[0].hexdigest()
+
+
+class Digests:
+    """The entry's hasher and, when a lock file wants it, a sha256 beside it.
+
+    One pass over the bytes feeds both (``hasher``), so pinning a file in a
+    lock file costs no second read. An entry whose checksum is sha256
+    already is hashed once.
+    """
+
+    def __init__(self, checksum: Checksum | None, *, want_sha256: bool) -> None:
+        self.checksum = checksum
+        self._entry = checksum.hasher() if checksum is not None else None
+        same = checksum is not None and checksum.algorithm == "sha256"
+        self._sha256 = hashlib.sha256() if want_sha256 and not same else None
+        self._want = want_sha256
+        hashers = [h for h in (self._entry, self._sha256) if h is not None]
+        self.hasher: Hasher | None = (
+            _Tee(*hashers) if len(hashers) > 1 else (hashers[0] if hashers else None)
+        )
+
+    def entry_digest(self) -> str | None:
+        """The digest to check against the entry's checksum (None: it has none)."""
+        return self._entry.hexdigest() if self._entry is not None else None
+
+    def sha256(self) -> str | None:
+        """The sha256 of the bytes fed (None unless a lock file wants it)."""
+        if not self._want:
+            return None
+        if self._sha256 is not None:
+            return self._sha256.hexdigest()
+        return self.entry_digest()
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a whole file; blocking, run it in a thread."""
+    return hash_file(path, Checksum("sha256", "0" * 64)).hexdigest()

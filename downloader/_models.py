@@ -10,8 +10,9 @@ from urllib.parse import unquote, urlsplit
 
 from ._integrity import Checksum
 
-Status = Literal["downloaded", "skipped", "failed"]
-STATUSES: tuple[Status, ...] = ("downloaded", "skipped", "failed")
+Status = Literal["downloaded", "skipped", "unchanged", "failed"]
+# unchanged: a refresh asked the server, which answered 304 Not Modified
+STATUSES: tuple[Status, ...] = ("downloaded", "skipped", "unchanged", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,11 @@ class Result:
     attempts: int = 0
     error: str | None = None
     checksum: str | None = None  # the ALGO:HEX verified, if any
+    # Only when a lock file is written: the complete file now at ``path``
+    # (kept by a failed refresh too), and the validators it came with.
+    sha256: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
 
     @property
     def url(self) -> str:
@@ -93,7 +99,35 @@ class Result:
             "attempts": self.attempts,
             "error": self.error,
             "checksum": self.checksum,
+            **self._extras(),
         }
+
+    def _extras(self) -> dict[str, Any]:
+        """What a lock file needs, when known; a failure's entry, to retry it.
+
+        The entry's header *names* are kept, never their values: a retry
+        must be given them again (``--retry-failed REPORT -i MANIFEST``).
+        """
+        extras: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("sha256", self.sha256),
+                ("etag", self.etag),
+                ("last_modified", self.last_modified),
+            )
+            if value is not None
+        }
+        if self.status == "failed":
+            entry = self.entry
+            extras["entry"] = {
+                "url": entry.url,
+                "mirrors": list(entry.mirrors),
+                "path": entry.path,
+                "size": entry.size,
+                "checksum": None if entry.checksum is None else str(entry.checksum),
+                "header_names": sorted(entry.headers),
+            }
+        return extras
 
 
 @dataclass(slots=True)

@@ -91,6 +91,8 @@ def describe(result: Result) -> str:
         return f"FAILED     {result.path}: {result.error}{tries}"
     if result.status == "skipped":
         return f"skipped    {result.path} (already complete)"
+    if result.status == "unchanged":
+        return f"unchanged  {result.path} (the server says it has not changed)"
     rate = result.bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
     size = result.size if result.size is not None else result.bytes
     resumed = ""

@@ -34,6 +34,14 @@ class Faults:
     lie_length: int | None = None  # announce this Content-Length on 200 answers
     # (then send the real body and close the connection, as real servers do)
     change_after: int | None = None  # new content (and ETag) from request N+1 on
+    content_type: str | None = None  # sent instead of application/octet-stream
+    # Digest headers sent with the right value (of the file, or for
+    # Content-Digest of the body sent): "Repr-Digest", "Content-Digest",
+    # "x-goog-hash" (md5 and crc32c), "x-amz-checksum-sha256" (only when the
+    # request asks with x-amz-checksum-mode: ENABLED, as S3 does).
+    digests: tuple[str, ...] = ()
+    wrong_digests: int = 0  # the first N answers carry digests of other bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent as they are
     ranges_seen: int = 0  # Range requests so far (kept by the server)
     requests_seen: int = 0  # GET requests so far (kept by the server)
 

@@ -75,6 +75,12 @@ class Settings:
     )
     headers: Mapping[str, str] = _setting({}, "extra request headers for every entry")
     overwrite: bool = _setting(False, "download again even if a complete file is there")
+    refresh: bool = _setting(
+        False,
+        "ask the server again about every complete file, with the validators "
+        "the lock file kept (If-None-Match / If-Modified-Since): 304 leaves it "
+        "as it is (unchanged), a new version replaces it once verified",
+    )
     wait_for_others: bool = _setting(
         True,
         "when another live process works on a file in the same folder, wait "
@@ -167,6 +173,7 @@ class Options(TypedDict, total=False):
     limit_rate: float | None
     headers: Mapping[str, str] | None
     overwrite: bool
+    refresh: bool
     wait_for_others: bool
     ca_bundle: str | None
     insecure: bool

@@ -1,7 +1,8 @@
 """A real Range-capable HTTP file server that misbehaves on request (tests, demo).
 
 ``FileServer`` serves in-memory files over aiohttp on 127.0.0.1 with strong ETags,
-Last-Modified, single byte ranges and ``If-Range``, and injects the faults real
+Last-Modified, single byte ranges, ``If-Range``, and ``If-None-Match`` /
+``If-Modified-Since`` (304 Not Modified), and injects the faults real
 servers and CDNs produce: dropped connections, 5xx/429 bursts with ``Retry-After``,
 ignored ``Range``, content that changes between requests, truncated bodies,
 stalls, per-connection throttling and lies about ``Content-Length`` and
@@ -11,12 +12,13 @@ stalls, per-connection throttling and lies about ``Content-Length`` and
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 import ssl
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
 
@@ -159,7 +161,7 @@ class FileServer:
         if isinstance(shaped, web.Response):
             return shaped
         status, headers, body = shaped
-        headers |= quota
+        headers |= quota | _digest_headers(request, state.data, body, faults)
         response = web.StreamResponse(status=status, headers=headers)
         if faults.no_length:
             response.enable_chunked_encoding()
@@ -255,10 +257,14 @@ def _shape(
 ) -> web.Response | tuple[int, dict[str, str], bytes]:
     """Status, headers and body of the answer (a 416 is answered at once)."""
     data = state.data
-    headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+    content_type = faults.content_type or "application/octet-stream"
+    headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
+    headers |= faults.headers
     if not faults.no_validators:
         headers["ETag"] = state.etag
         headers["Last-Modified"] = formatdate(state.mtime, usegmt=True)
+        if _not_modified(request, state):
+            return web.Response(status=304, headers=headers)
     start, end = _wanted_range(request, state, faults, len(data))
     if start is None or end is None:
         return 200, headers, data
@@ -276,6 +282,52 @@ def _shape(
         else:
             del headers["Content-Range"]
     return 206, headers, body
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _digest_headers(
+    request: web.Request, data: bytes, body: bytes, faults: Faults
+) -> dict[str, str]:
+    """The digest headers ``faults.digests`` names, right or (while due) wrong."""
+    if not faults.digests or request.method != "GET":
+        return {}
+    if faults.wrong_digests > 0:
+        faults.wrong_digests -= 1
+        data = body = b"not these bytes" + data
+    headers = {}
+    for name in faults.digests:
+        if name == "Repr-Digest":
+            headers[name] = f"sha-256=:{_b64(hashlib.sha256(data).digest())}:"
+        elif name == "Content-Digest":
+            headers[name] = f"sha-512=:{_b64(hashlib.sha512(body).digest())}:"
+        elif name == "x-goog-hash":
+            md5 = _b64(hashlib.md5(data).digest())
+            headers[name] = f"crc32c=AAAAAA==,md5={md5}"
+        elif name == "x-amz-checksum-sha256":
+            if request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+                headers[name] = _b64(hashlib.sha256(data).digest())
+        else:
+            msg = f"unknown digest header {name!r}"
+            raise ValueError(msg)
+    return headers
+
+
+def _not_modified(request: web.Request, state: _File) -> bool:
+    """RFC 9110 13.1.2-3: If-None-Match decides when sent, else If-Modified-Since."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or state.etag in tags
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return int(state.mtime) <= parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as servers do
 
 
 def _range_fault_due(faults: Faults) -> bool:

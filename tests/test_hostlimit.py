@@ -97,6 +97,29 @@ def test_pushed_back(status: int, flags: dict[str, Any], expected: str | None) -
     assert pushed_back(status, **flags) == expected
 
 
+def test_only_a_push_back_past_the_connections_proven_clean_blames_them() -> None:
+    """Such a push-back leaves the request rate alone (budget: no pacing)."""
+    limit = HostLimit(8, start=4)
+    assert not limit.blames_connections(5)  # nothing proven yet: could be the rate
+    for _ in range(4):
+        limit.on_ok(active=4)  # a clean round with all 4 in use: one more
+    assert (limit.proven, limit.connections) == (4, 5)
+    assert limit.blames_connections(5)  # refused with 5 at once: the fifth
+    assert not limit.blames_connections(3)  # with 3 at once: it took 4, so the rate
+
+
+def test_a_round_that_left_connections_unused_does_not_grow_them() -> None:
+    """A paced host (or a thin manifest) keeps fewer requests in flight than
+    its limit: clean answers then prove nothing about more connections."""
+    limit = HostLimit(8, start=4)
+    for _ in range(12):
+        limit.on_ok(active=2)
+    assert (limit.connections, limit.proven) == (4, 2)
+    for _ in range(4):
+        limit.on_ok(active=4)
+    assert (limit.connections, limit.proven) == (5, 4)
+
+
 def test_403s_count_as_a_burst_only_after_clean_answers() -> None:
     limit = HostLimit(8)
     assert [limit.on_forbidden() for _ in range(4)] == [0, 0, 0, 0]  # never answered

@@ -36,6 +36,7 @@ FLOORS: dict[str, int] = {
     "_raw_replies": 2,
     "_server_quota": 2,
     "_server_faults": 2,
+    "_lockfile": 2,
     # the run
     "_engine": 3,
     # the ways in

@@ -172,3 +172,15 @@ async def test_a_host_limiting_requests_per_second_gets_few_503s(
     assert host["throttled"] == quota.refused
     assert isinstance(host["rate"], float)
     assert host["rate"] <= 40
+
+
+def test_an_unsure_push_back_cuts_the_rate_but_sets_no_hold() -> None:
+    """The host's first push-back may have been too many connections (nginx
+    limit_conn): the rate grows back past it until nobody waits for it."""
+    pace = HostPace(now=0.0)
+    pace.on_pushback(1.0, 80, sure=False)  # sent at 80/s
+    assert (pace.rate, pace.too_fast) == (40.0, None)
+    _clean_rounds(pace, 2)
+    assert pace.rate == 40.0 * 1.5 * 1.5  # past the 72 a hold of 80 would stop at
+    _clean_rounds(pace, 1, bound=False)
+    assert pace.rate is None

@@ -5,6 +5,7 @@ inputs.py    -i FILE, -i -, URLs and --dest, checked and turned into Sources
 get.py       get: settings from the options, signals, uvloop, the progress display
 outcome.py   summary lines, failures listed, the JSON report, exit codes, err()
 events.py    get --events FILE: the stream (- is stdout) events are written to
+retry.py     get --retry-failed REPORT: the failed entries of a report, checked
 offline.py   plan and verify: read the disk, never the network, and print it
 cluster.py   get --cluster: the Dask run's bar, report and signals (imports outcome.py)
 demo.py      downloader demo: the offline tour on 127.0.0.1
@@ -18,8 +19,9 @@ from collections.abc import Sequence
 
 from .._exceptions import ManifestError, UsageError
 from .inputs import _sources
-from .outcome import EXIT_USAGE, err
+from .outcome import EXIT_OK, EXIT_USAGE, err
 from .parser import build_parser
+from .retry import NothingToRetry
 
 __all__ = ["build_parser", "console_main", "main", "parse_args", "run"]
 
@@ -56,7 +58,10 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> int:
             return run_demo(keep=args.keep, progress=not args.no_progress)
         # Each command loads only its own half: get.py brings asyncio (and
         # ssl, socket: ~20 ms), which plan, verify and --help never need.
-        with _sources(args) as sources:
+        opener = _sources
+        if getattr(args, "retry_failed", None):
+            from .retry import retry_sources as opener
+        with opener(args) as sources:
             if args.command == "get":
                 from .get import _run_get
 
@@ -67,6 +72,9 @@ def run(args: argparse.Namespace, *, own_process: bool = False) -> int:
     except ManifestError as exc:
         err(f"error: {exc}")
         return EXIT_USAGE
+    except NothingToRetry as exc:
+        err(str(exc))
+        return EXIT_OK
     except UsageError as exc:
         err(f"error: {exc}")
         return EXIT_USAGE

@@ -39,6 +39,7 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
     if args.ca_bundle and not Path(args.ca_bundle).is_file():
         msg = f"--ca-bundle {args.ca_bundle}: no such file"
         raise UsageError(msg)
+    _check_lock(args)
     settings = Settings(
         jobs=args.jobs,
         per_host=args.per_host,
@@ -55,6 +56,7 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
         ca_bundle=args.ca_bundle,
         insecure=args.insecure,
         adapt=not args.no_adapt,
+        refresh=args.refresh,
     )
     if args.cluster:
         from .cluster import run_on_cluster
@@ -77,7 +79,7 @@ def _run_here(
 ) -> int:
     """A get run in this process; ``on_event`` gets its events (``--events``)."""
     progress = _make_progress(args)
-    outcome = Outcome(args.report)
+    outcome = Outcome(args.report, dest=args.dest)
     downloader = _load_engine(own_process)
 
     async def transfer() -> None:
@@ -86,7 +88,11 @@ def _run_here(
         try:
             async with (
                 downloader(
-                    args.dest, settings, progress=progress, on_event=on_event
+                    args.dest,
+                    settings,
+                    progress=progress,
+                    lock=args.lock,
+                    on_event=on_event,
                 ) as dl,
                 contextlib.aclosing(dl.stream(sources)) as results,
             ):
@@ -102,6 +108,35 @@ def _run_here(
     stopped_by = _run_until_signal(transfer())
     # On a terminal the echoed ^C sits where the bars were: clear that line.
     return outcome.finish(stopped_by, quiet=args.quiet, clear_line=sys.stderr.isatty())
+
+
+def _check_lock(args: argparse.Namespace) -> None:
+    """--lock and --refresh as a user may give them wrong: exit 2, saying why."""
+    if args.refresh and not args.lock:
+        msg = (
+            "--refresh needs --lock FILE: the validators (ETag, Last-Modified) "
+            "it asks the server with are kept in the lock file"
+        )
+        raise UsageError(msg)
+    if not args.lock:
+        return
+    if args.cluster:
+        msg = "--lock works on one machine only, not with --cluster"
+        raise UsageError(msg)
+    if args.retry_failed:
+        msg = (
+            "--lock with --retry-failed would pin only the retried files; after "
+            "the retry, run the whole manifest with --lock (complete files are "
+            "skipped, and pinned)"
+        )
+        raise UsageError(msg)
+    lock = Path(args.lock)
+    if lock.is_dir():
+        msg = f"--lock {lock} is a folder; name a file"
+        raise UsageError(msg)
+    if not lock.parent.is_dir():
+        msg = f"--lock {lock}: no folder {lock.parent}"
+        raise UsageError(msg)
 
 
 def _run_until_signal(coro: Any) -> int | None:

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._exceptions import UsageError
-from .._manifest import FORMATS, Sources, coerce_entries, looks_like_url, spool_stdin
+from .._manifest import (
+    FORMATS,
+    Sources,
+    SumsFile,
+    coerce_entries,
+    looks_like_url,
+    spool_stdin,
+)
 
 
 @contextlib.contextmanager
@@ -51,12 +58,28 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
         entries = tuple(coerce_entries(urls, source="command line URL")) if urls else ()
         fmt = args.format or (_sniff(spooled) if spooled else None)
         yield Sources(
-            tuple(manifests), entries, fmt, label="command line URL", shard=args.shard
+            tuple(manifests),
+            entries,
+            fmt,
+            label="command line URL",
+            shard=args.shard,
+            checksums=_sums_file(args.checksums),
         )
     finally:
         if spooled is not None:
             with contextlib.suppress(OSError):
                 spooled.unlink()
+
+
+def _sums_file(spec: str | None) -> SumsFile | None:
+    """``--checksums [ALGO:]FILE``: the file must be there."""
+    if spec is None:
+        return None
+    sums = SumsFile(spec)
+    if not sums.path.is_file():
+        msg = f"--checksums {spec}: no such file"
+        raise UsageError(msg)
+    return sums
 
 
 def _check_dest(dest: Path) -> None:

@@ -21,10 +21,11 @@ MAX_FAILURES_LISTED = 20
 class Outcome:
     """A get run's results as the user sees them: summary, failures, report, exit."""
 
-    def __init__(self, report: str | None) -> None:
+    def __init__(self, report: str | None, *, dest: str | None = None) -> None:
+        """``dest``: recorded in the report, so --retry-failed knows where."""
         self.summary = Summary()
         self.failures: list[Result] = []  # the first few, listed at the end
-        self.writer = _ReportWriter(Path(report)) if report else None
+        self.writer = _ReportWriter(Path(report), dest) if report else None
         self.hosts: dict[str, dict[str, int | float | None]] | None = (
             None  # what each host took
         )
@@ -74,8 +75,11 @@ def _print_summary(summary: Summary, failures: list[Result], *, quiet: bool) -> 
             err(f"  ... and {failed - len(failures)} more (see --report)")
     if quiet and not failed:
         return
+    shown = ("downloaded", "skipped", "unchanged", "failed")
     counts = ", ".join(
-        f"{summary.counts.get(s, 0)} {s}" for s in ("downloaded", "skipped", "failed")
+        f"{summary.counts.get(s, 0)} {s}"
+        for s in shown
+        if s != "unchanged" or summary.counts.get(s)  # only after a refresh
     )
     err(
         f"{counts}; {format_bytes(summary.bytes)} in {summary.seconds:.1f}s "
@@ -86,7 +90,7 @@ def _print_summary(summary: Summary, failures: list[Result], *, quiet: bool) -> 
 class _ReportWriter:
     """Streams results into the JSON report, so a huge run holds none in memory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, dest: str | None = None) -> None:
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
         try:
@@ -94,7 +98,13 @@ class _ReportWriter:
         except OSError as exc:
             msg = f"--report {path}: {exc.strerror}"
             raise UsageError(msg) from exc
-        self._file.write('{"results": [')
+        if dest is not None:  # where the report's paths are (for --retry-failed)
+            self._file.write(
+                '{"dest": ' + json.dumps(str(Path(dest).resolve())) + ",\n"
+            )
+            self._file.write('"results": [')
+        else:
+            self._file.write('{"results": [')
         self._first = True
 
     def add(self, result: Result) -> None:

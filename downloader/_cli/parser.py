@@ -21,6 +21,11 @@ examples:
   cat urls.txt | downloader get -i - --format urls -d data/
   downloader plan -i files.jsonl -d data/          what get would do (no network)
   downloader verify -i files.jsonl -d data/        check files on disk (no network)
+  downloader get -i isos.txt -d data/ --checksums data/SHA256SUMS
+                                                   verify against a published sums file
+  downloader get -i files.jsonl -d data/ --lock data.lock --report run.json
+  downloader get -i files.jsonl -d data/ --lock data.lock --refresh
+  downloader get --retry-failed run.json -d data/  only what failed in run.json
 
 Interrupted runs resume: rerun the same command. Exit status: 0 all files
 complete, 1 some failed, 2 bad usage or manifest, 130 Ctrl-C, 143 SIGTERM.
@@ -196,6 +201,14 @@ def _inputs() -> argparse.ArgumentParser:
         help="only the entries shard K of N owns (K counts from 0; by a stable "
         "hash of each path): run N copies, K = 0..N-1, to split one manifest",
     )
+    inputs.add_argument(
+        "--checksums",
+        metavar="[ALGO:]FILE",
+        help="verify the entries named in a sums file (sha256sum, md5sum or "
+        "b2sum output, e.g. a dataset's SHA256SUMS); its paths are relative to "
+        "--dest, entries it does not name are unaffected; the algorithm comes "
+        "from the digest's length or the file's name, or say it: sha512:FILE",
+    )
     _add_setting(inputs, ("-j", "--jobs"), "jobs", _positive_int, "N")
     return inputs
 
@@ -215,6 +228,7 @@ def _add_get(
     _add_network(get)
     _add_scaling(get)
     _add_output(get)
+    _add_repeat(get)
 
 
 def _add_network(get: argparse.ArgumentParser) -> None:
@@ -277,11 +291,38 @@ def _add_output(get: argparse.ArgumentParser) -> None:
         "--events",
         metavar="FILE",
         help="write one JSON line per change of a file's state as it happens "
-        "(queued, started, resumed, retry, throttled, done, failed, skipped), "
+        "(queued, started, resumed, retry, throttled, done, failed, skipped, "
+        "unchanged), "
         "each with event, time (ISO 8601 UTC), url and path; '-' writes them "
         "to stdout, where nothing else is printed. Each event's fields: the "
         "README, 'Events for programs'. E.g. "
         "--events - | jq -c 'select(.event == \"failed\")'",
+    )
+
+
+def _add_repeat(get: argparse.ArgumentParser) -> None:
+    again = get.add_argument_group("repeating a run")
+    again.add_argument(
+        "--lock",
+        metavar="FILE",
+        help="write a lock file: one JSON line per complete file (url, path, "
+        "size, sha256, etag, last_modified), skipped files included; it is "
+        "itself a manifest (-i FILE.lock fetches the same bytes, verify -i "
+        "checks them). Rewritten by each run, replaced when the run ends",
+    )
+    again.add_argument(
+        "--refresh",
+        action="store_true",
+        help="needs --lock: "
+        + Settings.doc("refresh")
+        + "; a failed refresh keeps the old copy",
+    )
+    again.add_argument(
+        "--retry-failed",
+        metavar="REPORT",
+        help="run only the entries that failed in REPORT (a --report of an "
+        "earlier run on the same --dest), resuming their parts; entries "
+        "that had headers need their manifest again: -i MANIFEST (and -H)",
     )
 
 

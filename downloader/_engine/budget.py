@@ -144,10 +144,13 @@ class ConnectionBudget:
         # acquires return without suspending: no other task runs in between.
         await host.acquire()
         await self._total.acquire()
+        host.sending += 1
         return True
 
     def release(self, url: str) -> None:
-        self._host(host_key(url)).release()
+        host = self._host(host_key(url))
+        host.sending -= 1
+        host.release()
         self._total.release()
 
 
@@ -158,12 +161,13 @@ class _HostGate:
     until enough of those under way have ended.
     """
 
-    __slots__ = ("_waiting", "active", "limit", "pace", "requests")
+    __slots__ = ("_waiting", "active", "limit", "pace", "requests", "sending")
 
     def __init__(self, limit: HostLimit) -> None:
         self.limit = limit
         self.pace = HostPace(time.monotonic())
-        self.active = 0
+        self.active = 0  # slots held (some may wait for the pace)
+        self.sending = 0  # slots whose request went (or is going) to the host
         self.requests = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
 
@@ -218,7 +222,7 @@ class _Slot:
         """The host answered without pushing back."""
         if self._budget.adapt:
             host = self._host
-            host.limit.on_ok()
+            host.limit.on_ok(host.sending)
             if host.pace.rate is not None:
                 host.pace.on_ok(time.monotonic(), host.requests)
             host.wake()
@@ -240,9 +244,13 @@ class _Slot:
             if not self._budget.adapt:
                 host.limit.pushbacks += 1  # counted for the report only
             else:
+                # A stall or a reset says nothing of the rate; nor does a
+                # refusal of more connections than the host ever took.
+                limit = host.limit
+                if kind == "rate" and not limit.blames_connections(host.sending):
+                    sure = limit.proven > 0  # else: connections, or the rate?
+                    host.pace.on_pushback(time.monotonic(), host.requests, sure=sure)
                 host.limit.on_pushback(self._epoch)
-                if kind == "rate":  # a stall or a reset says nothing of the rate
-                    host.pace.on_pushback(time.monotonic(), host.requests)
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         self._budget.pause_key(self._key, host_pause(status, retry_after))
         return kind
@@ -271,8 +279,10 @@ class _Slot:
         finally:
             budget._queued_total -= 1
         self._epoch = host.limit.epoch
+        host.sending += 1
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._budget._total.release()
+        self._host.sending -= 1
         self._host.release()

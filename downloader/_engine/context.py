@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _storage as storage
 from .._http.session import Environment, Session
+from .._policy import Known
 from .._progress import ProgressSink
 from .._settings import Settings
 from .._storage import FilePaths, InsideCheck
@@ -28,6 +30,10 @@ class RunContext:
     settings: Settings  # split, min_split_size, headers... of the run
     dest: Path
     inside: InsideCheck
+    # A lock file is written: pin every complete file (sha256, validators).
+    want_sha256: bool = False
+    # What the previous lock file pinned, by path: a refresh's validators.
+    known: Mapping[str, Known] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +62,10 @@ class Tally:
         moved = self.reached > self.furthest
         self.furthest = max(self.furthest, self.reached)
         return moved
+
+
+class NotModified(Exception):
+    """A refresh's conditional request was answered 304: the copy is current."""
 
 
 class LookAgain(Exception):

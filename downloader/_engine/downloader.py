@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Unpack
@@ -17,8 +17,10 @@ from .._exceptions import (
 )
 from .._http.session import Environment, Session, make_session
 from .._http.tls import client_context
-from .._manifest import EntriesLike, ShardLike, Sources
+from .._lockfile import LockWriter, read_known
+from .._manifest import EntriesLike, ShardLike, Sources, SumsFile
 from .._models import Entry, Report, Result
+from .._policy import Known
 from .._progress import ProgressSink
 from .._settings import Options, Settings, settings_from
 from .._storage import InsideCheck
@@ -54,13 +56,20 @@ class Downloader:
         fields; ``done``/``failed``/``skipped`` carry ``Result.to_dict()``.
     session:
         A caller's own ``aiohttp.ClientSession`` (it stays open afterwards).
+    lock:
+        Write a lock file here: one JSON line per complete file (``url``,
+        ``path``, ``size``, ``sha256``, ``etag``, ``last_modified``), itself
+        a manifest. Each run rewrites it (into ``LOCK.tmp``, renamed over it
+        once every entry has a result). Results then carry ``sha256``.
+        With ``refresh=True`` the validators are read from it first.
 
     Raises
     ------
     TypeError
         A keyword that is not a setting.
     ValueError
-        A setting no run could use (``jobs=0``...).
+        A setting no run could use (``jobs=0``...), or ``refresh`` without
+        a ``lock`` to keep the validators in.
     """
 
     def __init__(
@@ -70,10 +79,15 @@ class Downloader:
         *,
         progress: ProgressSink | None = None,
         session: Session | None = None,
+        lock: StrPath | None = None,
         on_event: Emit | None = None,
         **options: Unpack[Options],
     ) -> None:
         self.settings = settings_from(settings, options)
+        if self.settings.refresh and lock is None:
+            msg = "refresh needs a lock file (lock=...): its validators are kept there"
+            raise ValueError(msg)
+        self.lock = Path(lock) if lock is not None else None
         self.dest = Path(dest)
         events = EventSink(on_event) if on_event is not None else None
         self.progress: ProgressSink = fan_out(progress, events)
@@ -118,10 +132,12 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        checksums: StrPath | SumsFile | None = None,
     ) -> Report:
         """Fetch every entry; returns the report once all are done.
 
-        ``shard="K/N"`` keeps only the entries shard K of N owns (see ``stream``).
+        ``shard="K/N"`` keeps only the entries shard K of N owns, and
+        ``checksums`` names a sums file to verify against (see ``stream``).
 
         Raises
         ------
@@ -132,7 +148,7 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        results = self.stream(entries, fmt=fmt, shard=shard)
+        results = self.stream(entries, fmt=fmt, shard=shard, checksums=checksums)
         async with contextlib.aclosing(results):
             async for result in results:
                 report.add(result)
@@ -147,6 +163,7 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        checksums: StrPath | SumsFile | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
@@ -158,26 +175,46 @@ class Downloader:
         ``shard="K/N"`` (or ``(K, N)``) keeps only the entries whose output
         path hashes to shard K of N, so N runs of one manifest fetch each file
         exactly once between them, whatever the manifest order.
+
+        ``checksums="SHA256SUMS"`` (a ``sha256sum``, ``md5sum`` or ``b2sum``
+        file; ``"sha512:FILE"`` names its algorithm) gives the entries it
+        names their expected digests; its paths are relative to ``dest``.
+        A malformed line is a ``ManifestError`` naming FILE:LINE.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
-        sources = Sources.of(entries, fmt=fmt, shard=shard)
+        sources = Sources.of(entries, fmt=fmt, shard=shard, checksums=checksums)
         inside = InsideCheck(self.dest)
         count, total_bytes = await asyncio.to_thread(sources.check, inside)
+        known: Mapping[str, Known] = {}
+        if self.lock is not None and self.settings.refresh:
+            known = await asyncio.to_thread(read_known, self.lock)
         self.dest.mkdir(parents=True, exist_ok=True)
+        pins = LockWriter(self.lock) if self.lock is not None else None
         self.progress.run_started(count, total_bytes)
+        whole = False
         try:
-            async for result in self._run(iter(sources)):
+            async for result in self._run(iter(sources), known, pins is not None):
+                if pins is not None:
+                    pins.add(result)
                 yield result
+            whole = True
         finally:
+            if pins is not None:  # a stopped run keeps the previous lock file
+                pins.close(publish=whole)
             self.progress.close()
 
-    async def _run(self, entries: Iterator[Entry]) -> AsyncIterator[Result]:
+    async def _run(
+        self,
+        entries: Iterator[Entry],
+        known: Mapping[str, Known] | None = None,
+        pin: bool = False,
+    ) -> AsyncIterator[Result]:
         start, jobs = self.settings.flight()
         slots = FileSlots(start, jobs, adapt=self.settings.adapt)
         self._slots = slots
-        pool = _Pool(self._context(), jobs, slots)
+        pool = _Pool(self._context(known or {}, pin), jobs, slots)
         tasks = [asyncio.create_task(pool.produce(entries), name="manifest reader")]
         tasks += [
             asyncio.create_task(pool.work(), name=f"worker {i}") for i in range(jobs)
@@ -208,7 +245,7 @@ class Downloader:
         how often it pushed back (429, 503, stalls), and its requests."""
         return self._budget.hosts()
 
-    def _context(self) -> RunContext:
+    def _context(self, known: Mapping[str, Known], pin: bool) -> RunContext:
         assert self._session is not None
         return RunContext(
             session=self._session,
@@ -220,6 +257,8 @@ class Downloader:
             settings=self.settings,
             dest=self.dest,
             inside=self._inside,
+            want_sha256=pin,
+            known=known,
         )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections.abc import Mapping
 
 from .. import _storage as storage
 from .._exceptions import (
@@ -12,7 +14,7 @@ from .._exceptions import (
     TransferError,
 )
 from .._http.stream import Stream, open_stream
-from .._integrity import hash_file
+from .._integrity import Digests, hash_file, hash_range, sha256_file
 from .._models import Entry
 from .._policy import (
     Answer,
@@ -23,17 +25,20 @@ from .._policy import (
     cut_short,
     expected_total,
     host_key,
+    html_page,
     integrity_error,
+    is_etag,
     plan_part,
     resume_headers,
     resume_offset,
     splittable,
     unsatisfiable_resume,
+    with_server_digest,
 )
 from .._storage import FilePaths, ResumeState
 from .._storage.commit import NoTmpfile, publish_fresh, publish_small
 from .._storage.writer import BackgroundFlush, PartWriter
-from .context import FileClaim, RunContext, Tally
+from .context import FileClaim, NotModified, RunContext, Tally
 from .ranges import RangeOpener, Segment
 from .segments import SegmentedDownload
 
@@ -58,11 +63,15 @@ class FileFetch:
         lock: storage.LazyLock,
         *,
         no_part: bool = False,
+        conditional: Mapping[str, str] | None = None,
     ) -> None:
-        """``no_part``: the caller just found no part (the first try need not look)."""
+        """``no_part``: the caller just found no part (the first try need not look).
+        ``conditional``: a refresh's If-None-Match / If-Modified-Since, sent
+        when no part is there (a 304 raises ``NotModified``)."""
         self.ctx = ctx
         self.key = key
-        self.entry = entry
+        self.given = entry  # as the manifest has it
+        self.entry = entry  # as this try checks it (a server's digest added)
         self.paths = paths
         self.claim = FileClaim(lock, paths)
         self._no_part = no_part
@@ -70,10 +79,16 @@ class FileFetch:
         # Off after a server botched a ranged answer.
         self.may_split = ctx.settings.split > 1
         self._asked = entry.url  # the URL of the try under way (entry or mirror)
+        self._conditional = dict(conditional or {})
+        # For a lock file (ctx.want_sha256): the file published, and how it came.
+        self.sha256: str | None = None
+        self.etag: str | None = None
+        self.last_modified: str | None = None
 
     async def attempt(self, url: str) -> tuple[int, str | None]:
         """One try, holding a connection slot for the host; (size, checksum)."""
         self._asked = url
+        self.entry = self.given
         async with self.ctx.budget.slot(url) as slot:
             try:
                 done = await self._attempt_in_slot(url)
@@ -81,6 +96,9 @@ class FileFetch:
                 kind = slot.refused(exc)  # the host may want fewer requests
                 if kind is not None:
                     self._tell_throttled(url, exc, kind)
+                raise
+            except NotModified:
+                slot.ok()
                 raise
             slot.ok()
             return done
@@ -94,7 +112,13 @@ class FileFetch:
             throttled(self.key, host_key(url), status, kind, str(exc), retry_after)
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
+        self.sha256 = None
         on_disk, state, plan = self._look()
+        if state is not None:  # what the bytes on disk came with
+            self._learn(
+                state.validator if is_etag(state.validator) else None,
+                None if is_etag(state.validator) else state.validator,
+            )
         if plan.action == "resume" and plan.kind != "stream":
             assert state is not None
             if plan.kind == "split":
@@ -104,6 +128,8 @@ class FileFetch:
         try:
             return await self._stream(url, have, state, had_part=on_disk >= 0)
         except HTTPStatusError as exc:
+            if exc.status == 304 and not have and self._conditional:
+                raise NotModified from exc
             if exc.status == 416 and have:  # nothing after our bytes: why not?
                 await asyncio.to_thread(storage.forget, self.paths)
                 announced = state.size if state is not None else None
@@ -111,6 +137,9 @@ class FileFetch:
                     have, announced, exc.complete_length, url=url
                 ) from exc
             raise
+
+    def _learn(self, etag: str | None, last_modified: str | None) -> None:
+        self.etag, self.last_modified = etag, last_modified
 
     def _look(self) -> tuple[int, ResumeState | None, Plan]:
         """The part as it is now (-1: none), its state, and what to do with it."""
@@ -134,14 +163,14 @@ class FileFetch:
         """One GET from byte ``have``: a small body, one stream, or a split."""
         paths, ctx = self.paths, self.ctx
         validator = state.validator if (have and state) else None
+        extra = resume_headers(have, validator)
+        if not have and not had_part:
+            extra |= self._conditional  # a refresh: only if it changed
         async with open_stream(
-            ctx.session,
-            url,
-            self._caller(url),
-            resume_headers(have, validator),
-            ctx.env,
+            ctx.session, url, self._caller(url), extra, ctx.env
         ) as stream:
             answer = stream.answer
+            self._learn(answer.etag, answer.last_modified)
             if answer.quota is not None:
                 ctx.budget.learn(url, answer.quota)
             try:
@@ -155,6 +184,13 @@ class FileFetch:
                 await asyncio.to_thread(storage.forget, paths)
                 raise
             total = expected_total(offset, answer.content_length, answer.content_range)
+            page = html_page(self.given, answer.content_type, total, answer.url)
+            if page is not None:  # never written: not even a .part
+                raise page
+            whole = answer.status == 200
+            self.entry = with_server_digest(
+                self.given, answer.digests, whole_body=whole
+            )
             mismatch = announced_mismatch(self.entry, total, url)
             if mismatch is not None:
                 raise mismatch
@@ -182,13 +218,10 @@ class FileFetch:
             )
         elif total is not None:  # a resume: room for the rest
             await asyncio.to_thread(storage.check_room, paths, total - offset)
-        hasher = None
-        if entry.checksum is not None:
-            hasher = entry.checksum.hasher()
-            if offset:
-                hasher = await asyncio.to_thread(
-                    hash_file, paths.part, entry.checksum, limit=offset
-                )
+        digests = Digests(entry.checksum, want_sha256=self.ctx.want_sha256)
+        hasher = digests.hasher
+        if hasher is not None and offset:
+            await asyncio.to_thread(hash_range, paths.part, hasher, 0, offset)
         self.ctx.progress.file_started(self.key, entry.path, total, offset)
         self.tally.start(offset)
         flusher = BackgroundFlush(paths.part, offset)
@@ -206,7 +239,8 @@ class FileFetch:
                 size = writer.position
         finally:
             await flusher.close()
-        return size, hasher.hexdigest() if hasher is not None else None
+        self.sha256 = digests.sha256()
+        return size, digests.entry_digest()
 
     async def _count(self, n: int) -> None:
         """Every chunk: the rate limit, the tally, the progress bar."""
@@ -318,6 +352,9 @@ class FileFetch:
         error = integrity_error(entry, size, digest, url)
         if error is not None:
             raise error
+        if self.ctx.want_sha256:  # published: pin it (a small body, on the loop)
+            same = entry.checksum is not None and entry.checksum.algorithm == "sha256"
+            self.sha256 = digest if same else _sha256_of(chunks)
         return size, str(entry.checksum) if entry.checksum else None
 
     async def _publish(self, chunks: list[bytes], *, had_part: bool) -> str | None:
@@ -345,5 +382,17 @@ class FileFetch:
         if error is not None:
             await asyncio.to_thread(storage.forget, paths)
             raise error
+        if self.ctx.want_sha256 and self.sha256 is None:  # split, or a whole part
+            same = checksum is not None and checksum.algorithm == "sha256"
+            self.sha256 = (
+                digest if same else await asyncio.to_thread(sha256_file, paths.part)
+            )
         await asyncio.to_thread(storage.publish, paths)
         return size, str(checksum) if checksum else None
+
+
+def _sha256_of(chunks: list[bytes]) -> str:
+    hasher = hashlib.sha256()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher.hexdigest()

@@ -17,10 +17,19 @@ from .._exceptions import (
     StorageError,
     TransferError,
 )
+from .._integrity import sha256_file
 from .._models import Entry, Result
-from .._policy import DiskFacts, FinalFacts, MirrorSet, RetryState, plan_entry
+from .._policy import (
+    DiskFacts,
+    FinalFacts,
+    MirrorSet,
+    RetryState,
+    conditional_headers,
+    kept_note,
+    plan_entry,
+)
 from .._storage import FilePaths
-from .context import LookAgain, RunContext, Tally
+from .context import LookAgain, NotModified, RunContext, Tally
 from .fetch import FileFetch
 
 log = logging.getLogger(__name__)
@@ -52,8 +61,9 @@ class FileJob:
             paths = FilePaths.under(ctx.dest, entry.path, ctx.inside)
             found = storage.stat_or_none(paths.final_name)
             done = await self._complete(paths, found)
-            if done is not None:
-                return done
+            kept = done if ctx.settings.refresh else None  # to ask about again
+            if done is not None and kept is None:
+                return await self._pinned(done, paths)
             lock = storage.LazyLock(paths)
             on_disk = storage.part_size(paths.part_name)
             if found is not None or on_disk >= 0:
@@ -62,13 +72,20 @@ class FileJob:
                 # or between the look above and the lock (published, let go).
                 again = waited or found is None
                 now = storage.stat_or_none(paths.final_name) if again else None
-                if now is not None:
+                if now is not None and kept is None:
                     done = await self._complete(paths, now)
                     if done is not None:
-                        return done
+                        return await self._pinned(done, paths)
             # Without the lock, the first try can trust this look: no part.
             no_part = on_disk < 0 and not lock.held
-            return await self._tries(paths, lock, no_part=no_part)
+            result = await self._tries(paths, lock, no_part=no_part, kept=kept)
+            if kept is not None and result.status == "failed":
+                # The old copy is untouched (a new one only ever replaces it by
+                # rename, once verified): say so, and keep it pinned.
+                error = kept_note(result.error or "failed")
+                failed = dataclasses.replace(result, error=error, size=kept.size)
+                return await self._pinned(failed, paths)
+            return result
         except (OSError, StorageError) as exc:
             return _failed(entry, self.began, exc)
         finally:
@@ -100,6 +117,28 @@ class FileJob:
             size=found.st_size,
             elapsed_s=time.monotonic() - self.began,
             checksum=str(entry.checksum) if entry.checksum else None,
+        )
+
+    async def _pinned(self, result: Result, paths: FilePaths) -> Result:
+        """``result`` with the sha256 and validators of the complete file kept.
+
+        Only for a lock file. A checksum verified as sha256 is that file's
+        sha256; otherwise it is hashed here. The validators are those the
+        previous lock file pinned (a skip asks the server nothing).
+        """
+        if not self.ctx.want_sha256:
+            return result
+        checksum = self.entry.checksum
+        if checksum is not None and checksum.algorithm == "sha256":
+            digest = checksum.hexdigest  # _complete verified it
+        else:
+            digest = await asyncio.to_thread(sha256_file, paths.final)
+        known = self.ctx.known.get(self.entry.path)
+        return dataclasses.replace(
+            result,
+            sha256=digest,
+            etag=known.etag if known else None,
+            last_modified=known.last_modified if known else None,
         )
 
     async def _take(self, lock: storage.LazyLock) -> bool:
@@ -140,11 +179,30 @@ class FileJob:
                 continue
 
     async def _tries(
-        self, paths: FilePaths, lock: storage.LazyLock, *, no_part: bool = False
+        self,
+        paths: FilePaths,
+        lock: storage.LazyLock,
+        *,
+        no_part: bool = False,
+        kept: Result | None = None,
     ) -> Result:
-        """Try the file until it is in place or has had its tries (``RetryState``)."""
+        """Try the file until it is in place or has had its tries (``RetryState``).
+
+        ``kept``: a refresh of this complete file, asking only if it changed.
+        """
         entry = self.entry
-        fetch = FileFetch(self.ctx, self.key, entry, paths, lock, no_part=no_part)
+        conditional = None
+        if kept is not None:
+            conditional = conditional_headers(self.ctx.known.get(entry.path))
+        fetch = FileFetch(
+            self.ctx,
+            self.key,
+            entry,
+            paths,
+            lock,
+            no_part=no_part,
+            conditional=conditional,
+        )
         mirrors = MirrorSet(entry.urls)
         tries = RetryState(self.ctx.settings.retries)
         attempts = 0
@@ -161,7 +219,19 @@ class FileJob:
                     elapsed_s=time.monotonic() - self.began,
                     attempts=attempts,
                     checksum=verified,
+                    sha256=fetch.sha256,
+                    etag=fetch.etag if fetch.sha256 else None,
+                    last_modified=fetch.last_modified if fetch.sha256 else None,
                 )
+            except NotModified:
+                assert kept is not None
+                unchanged = dataclasses.replace(
+                    kept,
+                    status="unchanged",
+                    elapsed_s=time.monotonic() - self.began,
+                    attempts=attempts,
+                )
+                return await self._pinned(unchanged, paths)
             except (storage.PartBusy, LookAgain) as exc:
                 attempts -= 1  # no try: the file turned out to be another's
                 done = await self._after_another(paths, lock, exc)

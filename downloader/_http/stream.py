@@ -12,11 +12,13 @@ from .._exceptions import DownloadError, HTTPStatusError, TransferError
 from .._policy import (
     Answer,
     CallerHeaders,
+    checksum_request,
     merge_headers,
     parse_complete_length,
     parse_content_range,
     parse_quota,
     parse_retry_after,
+    server_digests,
     unsupported_transfer_coding,
 )
 from .errors import translated
@@ -44,6 +46,8 @@ class Stream:
             last_modified=headers.get("Last-Modified"),
             accepts_ranges=headers.get("Accept-Ranges", "").lower() == "bytes",
             quota=parse_quota(headers.get),
+            content_type=headers.get("Content-Type"),
+            digests=server_digests(lambda name: headers.getall(name, [])),
         )
 
     def close(self) -> None:
@@ -94,6 +98,7 @@ async def open_stream(
             k.lower() == "authorization" for k in request_headers
         ):
             request_headers["Authorization"] = auth  # this host's own
+        request_headers |= checksum_request(current, request_headers)  # S3's sha256
         with translated(current):
             response = await session.get(
                 current, headers=request_headers, allow_redirects=False, proxy=proxy

@@ -6,6 +6,7 @@
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
 - ``sources.py``  Sources: manifest files plus entries given in code, checked, then read
 - ``shard.py``    Shard, shard_of: one manifest split over N runs by a hash of each path
+- ``sums.py``     SumsFile: a sha256sum/md5sum/b2sum file, path -> expected digest
 
 Imports run downwards: this wing imports ``_exceptions``, ``_integrity``,
 ``_models``, ``_types`` and its own files only.
@@ -52,6 +53,7 @@ from .sources import (
     Sources,
     looks_like_url,
 )
+from .sums import SumsFile
 
 __all__ = [
     "FORMATS",
@@ -64,6 +66,7 @@ __all__ = [
     "Shard",
     "ShardLike",
     "Sources",
+    "SumsFile",
     "check_entries",
     "check_manifests",
     "check_manifests_stats",

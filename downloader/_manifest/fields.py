@@ -23,6 +23,8 @@ FIELDS: tuple[str, ...] = (
     *_CHECKSUM_FIELDS,
     "headers",
 )
+# Lock file fields a manifest reads past: a refresh reads them (_lockfile.py).
+LOCK_ONLY: tuple[str, ...] = ("etag", "last_modified")
 _STRENGTH = ("md5", "sha1", "sha256", "blake2b", "sha512")  # kept when several given
 _URL_BAD = re.compile(r"[\s\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header name
@@ -147,9 +149,13 @@ def _to_entry(
 
 def _set_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     for name in fields:
-        if name not in FIELDS:
+        if name not in FIELDS and name not in LOCK_ONLY:
             raise ValueError(_unknown_field(name))
-    return {k: v for k, v in fields.items() if v is not None and v != ""}
+    return {
+        k: v
+        for k, v in fields.items()
+        if v is not None and v != "" and k not in LOCK_ONLY
+    }
 
 
 def _unknown_field(name: object) -> str:

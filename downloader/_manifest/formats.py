@@ -22,6 +22,7 @@ from .fields import FIELDS, _to_entry, _unknown_field, quick_path
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 _SUFFIXES |= {".csv": "csv", ".tsv": "tsv"}
+_SUFFIXES |= {".lock": "jsonl"}  # a lock file (get --lock) is a manifest
 _MAX_LINE = 1 << 20  # a longer "line" is a binary file, not a manifest
 _WS = re.compile(r"[ \t\n\r]*")
 

@@ -11,10 +11,12 @@ from typing import Any, TypeAlias
 
 from .._exceptions import ManifestError
 from .._models import Entry
+from .._types import StrPath
 from .check import check_entries, check_manifests_stats
 from .fields import coerce_entries
 from .formats import iter_manifest
 from .shard import Shard, ShardLike
+from .sums import SumsFile
 
 EntriesLike: TypeAlias = (
     "str | os.PathLike[str] | Iterable[str | Mapping[str, Any] | Entry] | Sources"
@@ -30,6 +32,7 @@ class Sources:
     """Manifest files (read twice: once to check, once to transfer) plus entries.
 
     With a ``shard``, only the entries that shard owns are counted and yielded.
+    With ``checksums`` (a ``SumsFile``), the entries it names get its digests.
     """
 
     manifests: tuple[Path, ...] = ()
@@ -37,6 +40,7 @@ class Sources:
     fmt: str | None = None
     label: str = "<entries>"  # how errors name the entries given directly
     shard: Shard | None = None
+    checksums: SumsFile | None = None
 
     @classmethod
     def of(
@@ -45,8 +49,12 @@ class Sources:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        checksums: StrPath | SumsFile | None = None,
     ) -> Sources:
         """Accept a manifest path, URL strings, field dicts or Entry objects.
+
+        ``checksums``: a sums file (``SHA256SUMS``, or ``ALGO:FILE``) whose
+        digests the entries it names must match; read by ``check``.
 
         Raises
         ------
@@ -56,15 +64,21 @@ class Sources:
             ``shard`` is not ``"K/N"`` with 0 <= K < N.
         """
         part = None if shard is None else Shard.parse(shard)
+        sums = checksums
+        if sums is not None and not isinstance(sums, SumsFile):
+            sums = SumsFile(sums)
         if isinstance(given, Sources):
-            return given if part is None else dataclasses.replace(given, shard=part)
+            changes: dict[str, Any] = {"shard": part, "checksums": sums}
+            changes = {k: v for k, v in changes.items() if v is not None}
+            return dataclasses.replace(given, **changes) if changes else given
         if isinstance(given, os.PathLike) or (
             isinstance(given, str) and not looks_like_url(given)
         ):
-            return cls(manifests=(Path(given),), fmt=fmt, shard=part)
+            return cls(manifests=(Path(given),), fmt=fmt, shard=part, checksums=sums)
         if isinstance(given, str):
             given = [given]
-        return cls(entries=tuple(coerce_entries(given)), fmt=fmt, shard=part)
+        entries = tuple(coerce_entries(given))
+        return cls(entries=entries, fmt=fmt, shard=part, checksums=sums)
 
     def owns(self, entry: Entry) -> bool:
         return self.shard is None or self.shard.owns(entry.path)
@@ -85,9 +99,15 @@ class Sources:
             Naming FILE:LINE and the reason; nothing has been transferred.
         """
 
+        sums = self.checksums
+        if sums is not None:
+            sums.load()  # a malformed line fails first, naming FILE:LINE
+
         def check_entry(entry: Entry) -> None:  # manifests: ``in_shard`` already chose
             if inside is not None:
                 inside(entry.path)
+            if sums is not None and (conflict := sums.conflict(entry)) is not None:
+                raise ValueError(conflict)
 
         def check_given(entry: Entry) -> None:
             if self.owns(entry):
@@ -113,6 +133,13 @@ class Sources:
         return None if self.shard is None else self.shard.owns
 
     def __iter__(self) -> Iterator[Entry]:
+        sums = self.checksums
+        if sums is not None:
+            yield from map(sums.apply, self._entries())
+        else:
+            yield from self._entries()
+
+    def _entries(self) -> Iterator[Entry]:
         for manifest in self.manifests:
             for _, entry in iter_manifest(
                 manifest, fmt=self.fmt, in_shard=self.in_shard

@@ -15,6 +15,9 @@ and the HTTP wings gather facts and carry out the answers.
 - ``pacing.py``   HostPace: a host's requests per second, paced after push-backs
 - ``flight.py``   FlightLimit: files in flight, grown while files/s rises
 - ``quota.py``    the ``RateLimit`` headers: requests left, and when they reset
+- ``digests.py``  a server's digests (Repr-Digest, x-goog-hash...): read, chosen
+- ``pages.py``    the HTML-page guard: an error page where a file was expected
+- ``refresh.py``  lock file records, and the conditional request of a refresh
 """
 
 from __future__ import annotations
@@ -32,11 +35,26 @@ from .answers import (
     pick_validator,
     unsupported_transfer_coding,
 )
+from .digests import (
+    ServerDigest,
+    checksum_request,
+    server_digests,
+    with_server_digest,
+)
 from .flight import FlightLimit, Round, next_limit
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
 from .hostlimit import HostLimit, Pushback, pushed_back
 from .pacing import HostPace
+from .pages import html_page
 from .quota import HostQuota, Quota, host_pause, parse_quota
+from .refresh import (
+    LOCK_FIELDS,
+    Known,
+    conditional_headers,
+    kept_note,
+    known_from_record,
+    lock_record,
+)
 from .resume import (
     DiskFacts,
     FinalFacts,
@@ -67,6 +85,7 @@ from .urls import host_key, origin_of, url_parts
 
 __all__ = [
     "BACKOFF_CAP",
+    "LOCK_FIELDS",
     "RETRY_AFTER_CAP",
     "Answer",
     "CallerHeaders",
@@ -77,6 +96,7 @@ __all__ = [
     "HostLimit",
     "HostPace",
     "HostQuota",
+    "Known",
     "MirrorSet",
     "Plan",
     "Pushback",
@@ -84,19 +104,26 @@ __all__ = [
     "RetryState",
     "Round",
     "SavedState",
+    "ServerDigest",
     "announced_mismatch",
     "ask_entry_again",
     "backoff_delay",
     "can_resume",
     "check_range_answer",
+    "checksum_request",
+    "conditional_headers",
     "cut_short",
     "expected_total",
     "headers_for",
     "held_bytes",
     "host_key",
     "host_pause",
+    "html_page",
     "integrity_error",
     "is_etag",
+    "kept_note",
+    "known_from_record",
+    "lock_record",
     "merge_headers",
     "netrc_may_go",
     "next_limit",
@@ -113,8 +140,10 @@ __all__ = [
     "resume_headers",
     "resume_offset",
     "segments_resumable",
+    "server_digests",
     "splittable",
     "unsatisfiable_resume",
     "unsupported_transfer_coding",
     "url_parts",
+    "with_server_digest",
 ]

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .._exceptions import ConnectionLost, ResumeRejected
+from .digests import ServerDigest
 from .quota import Quota
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -35,6 +36,8 @@ class Answer:
     last_modified: str | None
     accepts_ranges: bool = False  # "Accept-Ranges: bytes" was sent
     quota: Quota | None = None  # the RateLimit headers, if it sent any
+    content_type: str | None = None
+    digests: tuple[ServerDigest, ...] = ()  # Repr-Digest, x-goog-hash...
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:

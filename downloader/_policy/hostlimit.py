@@ -32,7 +32,9 @@ class HostLimit:
         "epoch",
         "forbidden",
         "limit",
+        "peak",
         "probe_after",
+        "proven",
         "pushbacks",
         "too_many",
     )
@@ -46,6 +48,8 @@ class HostLimit:
         self.probe_after = PROBE_AFTER
         self.pushbacks = 0  # every one, counted or not, for the report
         self.answered = False  # a clean answer came at all
+        self.proven = 0  # the most requests at once a whole round was clean at
+        self.peak = 0  # the most requests at once in this round
         self.forbidden = 0  # 403s in a row since the last clean answer
 
     def on_forbidden(self) -> int:
@@ -57,14 +61,21 @@ class HostLimit:
     def connections(self) -> int:
         return max(1, int(self.limit))
 
-    def on_ok(self) -> None:
-        """A clean answer: one more connection after a round of them."""
+    def on_ok(self, active: int | None = None) -> None:
+        """A clean answer with ``active`` requests at the host (None: as many
+        as its limit): one more connection after a round of them.
+
+        Only a round that used every connection grows the limit: one the
+        request pace (or the manifest) kept under it says nothing of more.
+        """
         self.answered = True
         self.forbidden = 0
         self.clean += 1
         now = self.connections
+        self.peak = max(self.peak, now if active is None else active)
         if self.clean < now:
             return
+        self.proven = max(self.proven, min(self.peak, now))
         if self.too_many is not None and now >= self.too_many:
             self.too_many = None  # a clean round where it pushed back: it holds now
             self.probe_after = PROBE_AFTER
@@ -72,9 +83,21 @@ class HostLimit:
         probing = self.too_many is not None and target >= self.too_many
         if probing and self.clean < now * self.probe_after:
             return  # at L - 1: a probe of L waits for a long clean run
-        if target <= self.ceiling:
+        if target <= self.ceiling and self.peak >= now:
             self.limit = float(target)
         self.clean = 0
+        self.peak = 0
+
+    def blames_connections(self, active: int) -> bool:
+        """Would more connections than ever held clean explain a push-back
+        that came with ``active`` requests at the host?
+
+        (Before a clean round nothing is known: no.) Then the push-back says
+        nothing of the request rate: a host that limits connections (nginx
+        ``limit_conn``) refuses each probe of one more, and pacing it too
+        would hold it under what its connections can carry.
+        """
+        return 0 < self.proven < active
 
     def on_pushback(self, epoch: int) -> None:
         """A push-back to a request sent under cut ``epoch``: halve, once a round."""
@@ -88,6 +111,7 @@ class HostLimit:
         self.limit = max(1.0, self.limit / 2)
         self.epoch += 1
         self.clean = 0
+        self.peak = 0
 
 
 FORBIDDEN_BURST = 3  # 403s in a row, after clean answers, that mean "slow down"

@@ -66,8 +66,13 @@ class HostPace:
         if self.rate is not None:
             self._next = max(self._next, now) + 1.0 / self.rate
 
-    def on_pushback(self, now: float, requests: int) -> bool:
-        """A push-back; ``requests``: sent so far. True if it cut the rate."""
+    def on_pushback(self, now: float, requests: int, *, sure: bool = True) -> bool:
+        """A push-back; ``requests``: sent so far. True if it cut the rate.
+
+        ``sure=False``: it may as well have been too many connections (the
+        host's first push-back): the rate is cut, but not remembered as too
+        fast, so clean rounds grow it back until nobody waits for it.
+        """
         if not self._armed:
             return False  # the host has not let one through since the last cut
         rate = self.rate
@@ -77,7 +82,8 @@ class HostPace:
             span = max(now - self._mark_t, MIN_SPAN)
             rate = (requests - self._mark_n) / span  # the rate it was sent at
         hold = self.too_fast * HOLD if self.too_fast is not None else None
-        self.too_fast = rate if self.too_fast is None else min(self.too_fast, rate)
+        if sure:
+            self.too_fast = rate if self.too_fast is None else min(self.too_fast, rate)
         if hold is not None and rate > hold * 1.0001:
             self._probe_after *= 2  # a probe failed: back to the hold, wait longer
             new = hold

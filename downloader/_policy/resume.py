@@ -94,7 +94,9 @@ def plan_entry(facts: DiskFacts, entry: Entry, *, overwrite: bool = False) -> Pl
         if final.verified is None:
             return Plan("hash", "present; only its checksum can tell")
         if not final.verified:
-            return Plan("replace", "present but its checksum differs")
+            source = entry.checksum.source
+            where = f" (expected from {source})" if source else ""
+            return Plan("replace", f"present but its checksum differs{where}")
         return Plan("complete", "verified")
     detail = "size matches" if entry.size is not None else "present"
     return Plan("complete", detail + " (no checksum to verify)")
@@ -281,7 +283,8 @@ def integrity_error(
     if checksum is not None and digest is not None and digest != checksum.hexdigest:
         what = "checksum"
         actual = f"{checksum.algorithm}:{digest}"
-        return IntegrityError(what, expected=str(checksum), actual=actual, url=url)
+        expected = checksum.described()
+        return IntegrityError(what, expected=expected, actual=actual, url=url)
     return None
 
 
