@@ -11,8 +11,8 @@ How the package is built (docs/architecture.md has the whole map):
    ``_cli/`` alone prints.
 3. Imports run downwards (``tests/test_layers.py``): ``_cli`` -> ``_api``,
    ``_offline``, ``distributed``, ``_cluster`` -> ``_engine`` -> ``_http``,
-   ``_storage`` -> ``_policy``, ``_manifest``, ``_progress`` -> ``_settings``,
-   ``_models``, ``_exceptions``, ``_integrity``.
+   ``_storage`` -> ``_policy``, ``_manifest``, ``_progress``, ``_events`` ->
+   ``_settings``, ``_models``, ``_exceptions``, ``_integrity``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ._models import Result
+from ._models import Entry, Result
 
 if TYPE_CHECKING:  # tqdm is imported only when bars are shown: it costs ~30 ms
     from tqdm import tqdm
@@ -18,9 +18,20 @@ MAX_BARS = 8  # per-file bars at most, however many files are in flight
 class ProgressSink(Protocol):
     """What the engine tells about a run; every method must return quickly.
 
-    A sink may also have ``file_waiting(key, name, message)``, called when a
-    file waits for another process that is working on it (optional, so sinks
-    written before it still fit).
+    A sink may also have these (optional, so sinks written before them
+    still fit; ``NullProgress`` has them all, doing nothing):
+
+    - ``file_waiting(key, name, message)``: the file waits for another
+      process that is working on it;
+    - ``file_queued(key, entry)``: the entry was read and queued;
+    - ``file_retrying(key, attempts, reason, delay, tried)``: try number
+      ``attempts`` at URL ``tried`` failed with ``reason``; the next try
+      comes in ``delay`` seconds;
+    - ``file_throttled(key, host, status, kind, reason, retry_after)``: the
+      host pushed back (``policy.pushed_back``: ``kind`` "rate" for a 429, a
+      503 or a burst of 403s, with ``Retry-After`` seconds if it said;
+      "connections" for a stall, a reset or a refused connection, status
+      None).
     """
 
     def run_started(self, files: int, total_bytes: int | None) -> None: ...
@@ -48,6 +59,25 @@ class NullProgress:
         pass
 
     def file_waiting(self, key: int, name: str, message: str) -> None:
+        pass
+
+    def file_queued(self, key: int, entry: Entry) -> None:
+        pass
+
+    def file_retrying(
+        self, key: int, attempts: int, reason: str, delay: float, tried: str
+    ) -> None:
+        pass
+
+    def file_throttled(
+        self,
+        key: int,
+        host: str,
+        status: int | None,
+        kind: str,
+        reason: str,
+        retry_after: float | None,
+    ) -> None:
         pass
 
     def close(self) -> None:
@@ -82,8 +112,11 @@ OVERALL_FORMAT = (
 
 
 def byte_bar(stream: TextIO, **options: Any) -> tqdm[Any]:
-    """A byte-counting tqdm bar on ``stream``; callers add total, position, text."""
-    from tqdm import tqdm
+    """A byte-counting tqdm bar on ``stream``; callers add total, position, text.
+
+    ``tqdm.auto``: a widget in a Jupyter kernel, the terminal bar elsewhere.
+    """
+    from tqdm.auto import tqdm
 
     return tqdm(
         unit="B",
@@ -94,6 +127,18 @@ def byte_bar(stream: TextIO, **options: Any) -> tqdm[Any]:
         mininterval=0.2,
         **options,
     )
+
+
+def set_total(bar: tqdm[Any], total: float) -> None:
+    """A bar's total, changed while it runs: a Jupyter widget's too.
+
+    ``tqdm.notebook`` draws its widget's length once, from the total it
+    started with (none: a full bar for ever), unless told.
+    """
+    bar.total = total
+    widget = getattr(bar, "container", None)  # ltext, the IntProgress, rtext
+    if widget is not None and total:
+        widget.children[1].max = total
 
 
 def format_bytes(n: float) -> str:
@@ -143,9 +188,9 @@ class TqdmProgress:
     """
 
     def __init__(self, stream: TextIO, *, jobs: int | None) -> None:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm as auto_tqdm
 
-        self._tqdm = tqdm
+        self._tqdm = auto_tqdm
         self.stream = stream
         self.jobs = jobs
         self._files: dict[int, _InFlight] = {}
@@ -193,7 +238,7 @@ class TqdmProgress:
 
     def _grow_total(self, n: int) -> None:
         if self._overall is not None and n:
-            self._overall.total = (self._overall.total or 0) + n
+            set_total(self._overall, (self._overall.total or 0) + n)
             self._overall.refresh()
 
     def _overall_back(self, n: int) -> None:
@@ -305,7 +350,7 @@ class OverallBar:
             )
         if self._bar is not None:
             if dropped and self._bar.total is not None:
-                self._bar.total = max(0, self._bar.total - dropped)
+                set_total(self._bar, max(0, self._bar.total - dropped))
             self._bar.n = max(0, self._bar.n + n)
             self._describe(status)
             self._bar.refresh()

@@ -28,6 +28,7 @@ FLOORS: dict[str, int] = {
     "_policy": 1,
     "_manifest": 1,
     "_progress": 1,
+    "_events": 1,
     # the wings on foreign things: disk, network, the test server
     "_storage": 2,
     "_http": 2,

@@ -4,6 +4,7 @@ parser.py    the option table -> build_parser; argparse types; help from Setting
 inputs.py    -i FILE, -i -, URLs and --dest, checked and turned into Sources
 get.py       get: settings from the options, signals, uvloop, the progress display
 outcome.py   summary lines, failures listed, the JSON report, exit codes, err()
+events.py    get --events FILE: the stream (- is stdout) events are written to
 retry.py     get --retry-failed REPORT: the failed entries of a report, checked
 offline.py   plan and verify: read the disk, never the network, and print it
 cluster.py   get --cluster: the Dask run's bar, report and signals (imports outcome.py)

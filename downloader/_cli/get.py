@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._events import Emit
 from .._exceptions import UsageError
 from .._manifest import Sources
 from .._progress import LogProgress, ProgressSink, TqdmProgress
 from .._settings import Settings
+from .events import events_to
 from .outcome import Outcome, err
 
 if TYPE_CHECKING:
@@ -59,7 +61,23 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
     if args.cluster:
         from .cluster import run_on_cluster
 
+        if args.events:
+            msg = "--events does not work with --cluster yet: use --report"
+            raise UsageError(msg)
         return run_on_cluster(args, sources, settings)
+    with events_to(args.events) as on_event:
+        return _run_here(args, sources, settings, on_event, own_process=own_process)
+
+
+def _run_here(
+    args: argparse.Namespace,
+    sources: Sources,
+    settings: Settings,
+    on_event: Emit | None,
+    *,
+    own_process: bool,
+) -> int:
+    """A get run in this process; ``on_event`` gets its events (``--events``)."""
     progress = _make_progress(args)
     outcome = Outcome(args.report, dest=args.dest)
     downloader = _load_engine(own_process)
@@ -70,7 +88,11 @@ def _run_get(args: argparse.Namespace, sources: Sources, *, own_process: bool) -
         try:
             async with (
                 downloader(
-                    args.dest, settings, progress=progress, lock=args.lock
+                    args.dest,
+                    settings,
+                    progress=progress,
+                    lock=args.lock,
+                    on_event=on_event,
                 ) as dl,
                 contextlib.aclosing(dl.stream(sources)) as results,
             ):

@@ -287,6 +287,17 @@ def _add_output(get: argparse.ArgumentParser) -> None:
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     out.add_argument("--report", metavar="FILE", help="write a JSON report here")
+    out.add_argument(
+        "--events",
+        metavar="FILE",
+        help="write one JSON line per change of a file's state as it happens "
+        "(queued, started, resumed, retry, throttled, done, failed, skipped, "
+        "unchanged), "
+        "each with event, time (ISO 8601 UTC), url and path; '-' writes them "
+        "to stdout, where nothing else is printed. Each event's fields: the "
+        "README, 'Events for programs'. E.g. "
+        "--events - | jq -c 'select(.event == \"failed\")'",
+    )
 
 
 def _add_repeat(get: argparse.ArgumentParser) -> None:

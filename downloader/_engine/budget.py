@@ -26,6 +26,7 @@ from .._policy import (
     HostLimit,
     HostPace,
     HostQuota,
+    Pushback,
     Quota,
     host_key,
     host_pause,
@@ -226,8 +227,11 @@ class _Slot:
                 host.pace.on_ok(time.monotonic(), host.requests)
             host.wake()
 
-    def refused(self, exc: TransferError) -> None:
-        """The request failed so: a push-back (``policy.pushed_back``)? a pause?"""
+    def refused(self, exc: TransferError) -> Pushback | None:
+        """The request failed so: a push-back (``policy.pushed_back``)? a pause?
+
+        Returns the kind of push-back (None: none), for the progress sink.
+        """
         host = self._host
         status = exc.status if isinstance(exc, HTTPStatusError) else 0
         kind = pushed_back(
@@ -249,6 +253,7 @@ class _Slot:
                 host.limit.on_pushback(self._epoch)
         retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
         self._budget.pause_key(self._key, host_pause(status, retry_after))
+        return kind
 
     async def __aenter__(self) -> _Slot:
         budget, key, host = self._budget, self._key, self._host

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Unpack
 
+from .._events import Emit, EventSink, fan_out
 from .._exceptions import (
     DownloadFailed,
 )
@@ -20,7 +21,7 @@ from .._lockfile import LockWriter, read_known
 from .._manifest import EntriesLike, ShardLike, Sources, SumsFile
 from .._models import Entry, Report, Result
 from .._policy import Known
-from .._progress import NullProgress, ProgressSink
+from .._progress import ProgressSink
 from .._settings import Options, Settings, settings_from
 from .._storage import InsideCheck
 from .._storage.commit import GroupSync
@@ -47,6 +48,12 @@ class Downloader:
         on top of ``settings``: ``Downloader("data", jobs=16, retries=2)``.
     progress:
         Where progress goes; silent by default.
+    on_event:
+        Called with one dict per state change of a file (``queued``,
+        ``started``, ``resumed``, ``retry``, ``throttled``, ``done``,
+        ``failed``, ``skipped``...), as it happens, from the event loop: it
+        must return quickly. The README's "Events for programs" lists the
+        fields; ``done``/``failed``/``skipped`` carry ``Result.to_dict()``.
     session:
         A caller's own ``aiohttp.ClientSession`` (it stays open afterwards).
     lock:
@@ -73,6 +80,7 @@ class Downloader:
         progress: ProgressSink | None = None,
         session: Session | None = None,
         lock: StrPath | None = None,
+        on_event: Emit | None = None,
         **options: Unpack[Options],
     ) -> None:
         self.settings = settings_from(settings, options)
@@ -81,7 +89,8 @@ class Downloader:
             raise ValueError(msg)
         self.lock = Path(lock) if lock is not None else None
         self.dest = Path(dest)
-        self.progress: ProgressSink = progress or NullProgress()
+        events = EventSink(on_event) if on_event is not None else None
+        self.progress: ProgressSink = fan_out(progress, events)
         s = self.settings
         self._limiter = RateLimiter(s.limit_rate) if s.limit_rate else None
         self._session = session
@@ -272,9 +281,12 @@ class _Pool:
 
     async def produce(self, entries: Iterator[Entry]) -> None:
         todo = self.todo
+        queued = getattr(self.ctx.progress, "file_queued", None)  # older sinks
         try:
             for key, entry in enumerate(entries):
                 await todo.put((key, entry))
+                if queued is not None:  # no await since the put: told before a worker
+                    queued(key, entry)
         except Exception as exc:  # a manifest error (or a bug): stop, then say so
             self.failure.append(exc)
         # Not in a ``finally``: once cancelled, nobody takes from the full

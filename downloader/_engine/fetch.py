@@ -20,9 +20,11 @@ from .._policy import (
     Answer,
     CallerHeaders,
     Plan,
+    Pushback,
     announced_mismatch,
     cut_short,
     expected_total,
+    host_key,
     html_page,
     integrity_error,
     is_etag,
@@ -91,13 +93,23 @@ class FileFetch:
             try:
                 done = await self._attempt_in_slot(url)
             except TransferError as exc:
-                slot.refused(exc)  # the host may want fewer requests
+                kind = slot.refused(exc)  # the host may want fewer requests
+                if kind is not None:
+                    self._tell_throttled(url, exc, kind)
                 raise
             except NotModified:
                 slot.ok()
                 raise
             slot.ok()
             return done
+
+    def _tell_throttled(self, url: str, exc: TransferError, kind: Pushback) -> None:
+        """Tell the progress sink that the host pushed back (``policy.pushed_back``)."""
+        throttled = getattr(self.ctx.progress, "file_throttled", None)  # older sinks
+        if throttled is not None:
+            status = exc.status if isinstance(exc, HTTPStatusError) else None
+            retry_after = exc.retry_after if isinstance(exc, HTTPStatusError) else None
+            throttled(self.key, host_key(url), status, kind, str(exc), retry_after)
 
     async def _attempt_in_slot(self, url: str) -> tuple[int, str | None]:
         self.sha256 = None

@@ -252,8 +252,7 @@ class FileJob:
             if left[0] is None or left[1] is None:
                 break
             mirrors, tries = left[0], left[1]
-            if tries.wait:
-                await self._back_off(tries, error)
+            await self._back_off(tries, error, attempts, url)
         return Result(
             entry,
             "failed",
@@ -263,12 +262,20 @@ class FileJob:
             error=str(error),
         )
 
-    async def _back_off(self, tries: RetryState, error: DownloadError) -> None:
+    async def _back_off(
+        self, tries: RetryState, error: DownloadError, attempts: int, url: str
+    ) -> None:
         """Wait before the next try (at least what the server's Retry-After says)."""
-        retry_after = getattr(error, "retry_after", None)
-        delay = tries.delay(retry_after, base=self.ctx.settings.retry_wait)
-        log.info("%s: %s; retrying in %.1fs", self.entry.path, error, delay)
-        await asyncio.sleep(delay)
+        delay = 0.0
+        if tries.wait:
+            retry_after = getattr(error, "retry_after", None)
+            delay = tries.delay(retry_after, base=self.ctx.settings.retry_wait)
+        retrying = getattr(self.ctx.progress, "file_retrying", None)  # older sinks
+        if retrying is not None:
+            retrying(self.key, attempts, str(error), delay, url)
+        if tries.wait:
+            log.info("%s: %s; retrying in %.1fs", self.entry.path, error, delay)
+            await asyncio.sleep(delay)
 
     async def _after_another(
         self,

@@ -43,7 +43,7 @@ from .digests import (
 )
 from .flight import FlightLimit, Round, next_limit
 from .headers import CallerHeaders, headers_for, merge_headers, netrc_may_go
-from .hostlimit import HostLimit, pushed_back
+from .hostlimit import HostLimit, Pushback, pushed_back
 from .pacing import HostPace
 from .pages import html_page
 from .quota import HostQuota, Quota, host_pause, parse_quota
@@ -99,6 +99,7 @@ __all__ = [
     "Known",
     "MirrorSet",
     "Plan",
+    "Pushback",
     "Quota",
     "RetryState",
     "Round",
