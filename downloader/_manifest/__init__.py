@@ -1,6 +1,7 @@
 """Manifests and entries given in code -> checked entries, lazily; no disk, no network.
 
 - ``formats.py``  readers (JSON Lines, CSV/TSV, JSON, URL lists) -> rows; iter_manifest
+- ``compressed.py`` .gz, .xz, .bz2, .zst manifests read through, damage as FILE:LINE
 - ``fields.py``   entry_from_fields and its validators, coerce_entries, quick_path
 - ``paths.py``    check_path, names for every filesystem, fold, path_key (one digest)
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats

@@ -17,6 +17,7 @@ from typing import IO, Any, TypeAlias
 from .._exceptions import ManifestError
 from .._models import Entry
 from .._types import StrPath
+from .compressed import decompressed, split_compression
 from .fields import FIELDS, _to_entry, _unknown_field, quick_path
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
@@ -29,6 +30,9 @@ _WS = re.compile(r"[ \t\n\r]*")
 def format_for(path: StrPath, fmt: str | None = None) -> str:
     """The manifest format: ``fmt`` when given, else by the file's extension.
 
+    A compression suffix (``.gz``, ``.xz``, ``.bz2``, ``.zst``) is looked
+    through: ``urls.txt.gz`` is a URL list, ``m.jsonl.xz`` JSON Lines.
+
     Raises
     ------
     ValueError
@@ -39,7 +43,8 @@ def format_for(path: StrPath, fmt: str | None = None) -> str:
             msg = f"unknown manifest format {fmt!r} (use {', '.join(FORMATS)})"
             raise ValueError(msg)
         return fmt.lower()
-    return _SUFFIXES.get(Path(path).suffix.lower(), "urls")
+    name, _ = split_compression(Path(path).name)
+    return _SUFFIXES.get(Path(name).suffix.lower(), "urls")
 
 
 def iter_manifest(
@@ -56,6 +61,8 @@ def iter_manifest(
     manifest pays little for the entries of other shards. An entry whose path
     cannot be told without them is checked in full (its error, if any, then
     stops every shard).
+    A file named ``*.gz``, ``*.xz``, ``*.bz2`` or ``*.zst`` is decompressed
+    as it is read.
 
     Raises
     ------
@@ -72,7 +79,7 @@ def iter_manifest(
     except OSError as exc:
         raise _unreadable(exc, source) from None
     with file:
-        rows = READERS[kind](file, source)
+        rows = READERS[kind](_plain(file, kind, source), source)
         defaults, numbered = rows.defaults, rows.numbered
         for index, (line, item) in enumerate(rows.items, 1):
             at = f"entry {index}: " if numbered else ""
@@ -82,6 +89,14 @@ def iter_manifest(
                 entry = _to_entry(item, defaults, source, line, at)
                 if quick is not None or in_shard(entry.path):  # same path if quick
                     yield line, entry
+
+
+def _plain(file: IO[bytes], kind: str, source: str) -> IO[bytes]:
+    """The file's bytes, decompressed when its name says so."""
+    _, compression = split_compression(Path(source).name)
+    if compression is None:
+        return file
+    return decompressed(file, compression, source)
 
 
 @dataclass(frozen=True, slots=True)
