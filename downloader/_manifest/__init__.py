@@ -2,6 +2,7 @@
 
 - ``formats.py``  readers (JSON Lines, CSV/TSV, JSON, URL lists) -> rows; iter_manifest
 - ``compressed.py`` .gz, .xz, .bz2, .zst manifests read through, damage as FILE:LINE
+- ``parquet.py``  parquet manifests (pyarrow), a batch of rows at a time
 - ``fields.py``   entry_from_fields and its validators, coerce_entries, quick_path
 - ``paths.py``    check_path, names for every filesystem, fold, path_key (one digest)
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
@@ -32,6 +33,7 @@ from .formats import (
     iter_manifest,
     spool_stdin,
 )
+from .parquet import PARQUET_HINT
 from .paths import (
     NAME_MAX,
     PATH_MAX,
@@ -58,6 +60,7 @@ __all__ = [
     "FORMATS",
     "MAX_WARNINGS_SHOWN",
     "NAME_MAX",
+    "PARQUET_HINT",
     "PATH_MAX",
     "READERS",
     "SIDECAR",

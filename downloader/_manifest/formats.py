@@ -1,4 +1,4 @@
-"""Manifest formats (JSONL, CSV/TSV, JSON, URL lists) -> raw rows; iter_manifest."""
+"""Manifest formats (JSONL, CSV/TSV, JSON, URL lists, parquet) -> rows, lazily."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from .._models import Entry
 from .._types import StrPath
 from .compressed import decompressed, split_compression
 from .fields import FIELDS, _to_entry, _unknown_field, quick_path
+from .parquet import parquet_rows
 
-FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
+FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
-_SUFFIXES |= {".csv": "csv", ".tsv": "tsv"}
+_SUFFIXES |= {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 _MAX_LINE = 1 << 20  # a longer "line" is a binary file, not a manifest
 _WS = re.compile(r"[ \t\n\r]*")
 
@@ -96,6 +97,12 @@ def _plain(file: IO[bytes], kind: str, source: str) -> IO[bytes]:
     _, compression = split_compression(Path(source).name)
     if compression is None:
         return file
+    if kind == "parquet":
+        msg = (
+            f"a parquet file compresses its own columns and is read in place: "
+            f"give it uncompressed, not as {compression}"
+        )
+        raise ManifestError(msg, source=source)
     return decompressed(file, compression, source)
 
 
@@ -138,12 +145,17 @@ def _read_urls(file: IO[bytes], source: str) -> Rows:
     return Rows(_url_rows(_lines(file, source)))
 
 
+def _read_parquet(file: IO[bytes], source: str) -> Rows:
+    return Rows(parquet_rows(file, source))
+
+
 READERS: dict[str, Reader] = {
     "jsonl": _read_jsonl,
     "csv": _read_csv,
     "tsv": _read_tsv,
     "json": _read_json,
     "urls": _read_urls,
+    "parquet": _read_parquet,
 }
 
 
