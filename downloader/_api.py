@@ -17,6 +17,7 @@ def download(
     *,
     fmt: str | None = None,
     shard: ShardLike | None = None,
+    base_url: str | None = None,
     **options: Any,
 ) -> Report:
     """Download ``entries`` into ``dest`` and return the report (blocking).
@@ -32,6 +33,9 @@ def download(
     shard:
         ``"K/N"``: only the entries shard K of N owns (a stable hash of the
         output path), for job arrays that split one manifest N ways.
+    base_url:
+        The folder a manifest's relative URLs are joined onto (for lists of
+        paths such as Common Crawl's ``warc.paths.gz``); absolute URLs stay.
     **options:
         Any keyword of ``Downloader`` (``jobs``, ``retries``, ``progress`` ...).
 
@@ -47,6 +51,6 @@ def download(
 
     async def run() -> Report:
         async with Downloader(dest, **options) as dl:
-            return await dl.download(entries, fmt=fmt, shard=shard)
+            return await dl.download(entries, fmt=fmt, shard=shard, base_url=base_url)
 
     return asyncio.run(run())

@@ -51,7 +51,12 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
         entries = tuple(coerce_entries(urls, source="command line URL")) if urls else ()
         fmt = args.format or (_sniff(spooled) if spooled else None)
         yield Sources(
-            tuple(manifests), entries, fmt, label="command line URL", shard=args.shard
+            tuple(manifests),
+            entries,
+            fmt,
+            label="command line URL",
+            shard=args.shard,
+            base_url=getattr(args, "base_url", None),
         )
     finally:
         if spooled is not None:

@@ -107,10 +107,12 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        base_url: str | None = None,
     ) -> Report:
         """Fetch every entry; returns the report once all are done.
 
         ``shard="K/N"`` keeps only the entries shard K of N owns (see ``stream``).
+        ``base_url`` is joined onto a manifest's relative URLs (see ``stream``).
 
         Raises
         ------
@@ -121,7 +123,7 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        results = self.stream(entries, fmt=fmt, shard=shard)
+        results = self.stream(entries, fmt=fmt, shard=shard, base_url=base_url)
         async with contextlib.aclosing(results):
             async for result in results:
                 report.add(result)
@@ -136,6 +138,7 @@ class Downloader:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        base_url: str | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
@@ -147,11 +150,15 @@ class Downloader:
         ``shard="K/N"`` (or ``(K, N)``) keeps only the entries whose output
         path hashes to shard K of N, so N runs of one manifest fetch each file
         exactly once between them, whatever the manifest order.
+
+        ``base_url`` is the folder a manifest's relative URLs (such as Common
+        Crawl's ``crawl-data/...`` lines) are joined onto; an entry without a
+        path then keeps the relative path, folders and all.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
-        sources = Sources.of(entries, fmt=fmt, shard=shard)
+        sources = Sources.of(entries, fmt=fmt, shard=shard, base_url=base_url)
         inside = InsideCheck(self.dest)
         count, total_bytes = await asyncio.to_thread(sources.check, inside)
         self.dest.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 - ``formats.py``  readers (JSON Lines, CSV/TSV, JSON, URL lists) -> rows; iter_manifest
 - ``compressed.py`` .gz, .xz, .bz2, .zst manifests read through, damage as FILE:LINE
 - ``parquet.py``  parquet manifests (pyarrow), a batch of rows at a time
+- ``relative.py`` --base-url: relative manifest URLs joined, their paths kept
 - ``fields.py``   entry_from_fields and its validators, coerce_entries, quick_path
 - ``paths.py``    check_path, names for every filesystem, fold, path_key (one digest)
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
@@ -45,6 +46,9 @@ from .paths import (
     path_key,
     windows_problem,
 )
+from .relative import (
+    check_base_url,
+)
 from .shard import (
     Shard,
     ShardLike,
@@ -68,6 +72,7 @@ __all__ = [
     "Shard",
     "ShardLike",
     "Sources",
+    "check_base_url",
     "check_entries",
     "check_manifests",
     "check_manifests_stats",

@@ -20,6 +20,7 @@ from .._types import StrPath
 from .compressed import decompressed, split_compression
 from .fields import FIELDS, _to_entry, _unknown_field, quick_path
 from .parquet import parquet_rows
+from .relative import with_base
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -53,6 +54,7 @@ def iter_manifest(
     *,
     fmt: str | None = None,
     in_shard: Callable[[str], bool] | None = None,
+    base_url: str | None = None,
 ) -> Iterator[tuple[int, Entry]]:
     """Yield ``(line, entry)`` for each entry of a manifest file, one at a time.
 
@@ -61,7 +63,8 @@ def iter_manifest(
     refuses is skipped before the costly checks, so that a shard of a huge
     manifest pays little for the entries of other shards. An entry whose path
     cannot be told without them is checked in full (its error, if any, then
-    stops every shard).
+    stops every shard). With ``base_url`` (see ``relative.check_base_url``),
+    relative URLs are joined onto it, and their path is the output path.
     A file named ``*.gz``, ``*.xz``, ``*.bz2`` or ``*.zst`` is decompressed
     as it is read.
 
@@ -82,8 +85,9 @@ def iter_manifest(
     with file:
         rows = READERS[kind](_plain(file, kind, source), source)
         defaults, numbered = rows.defaults, rows.numbered
-        for index, (line, item) in enumerate(rows.items, 1):
+        for index, (line, raw) in enumerate(rows.items, 1):
             at = f"entry {index}: " if numbered else ""
+            item = raw if base_url is None else with_base(raw, base_url)
             if in_shard is None:
                 yield line, _to_entry(item, defaults, source, line, at)
             elif (quick := quick_path(item, defaults)) is None or in_shard(quick):

@@ -14,6 +14,7 @@ from .._models import Entry
 from .check import check_entries, check_manifests_stats
 from .fields import coerce_entries
 from .formats import iter_manifest
+from .relative import check_base_url
 from .shard import Shard, ShardLike
 
 EntriesLike: TypeAlias = (
@@ -30,6 +31,7 @@ class Sources:
     """Manifest files (read twice: once to check, once to transfer) plus entries.
 
     With a ``shard``, only the entries that shard owns are counted and yielded.
+    With a ``base_url``, the manifests' relative URLs are joined onto it.
     """
 
     manifests: tuple[Path, ...] = ()
@@ -37,6 +39,7 @@ class Sources:
     fmt: str | None = None
     label: str = "<entries>"  # how errors name the entries given directly
     shard: Shard | None = None
+    base_url: str | None = None  # checked, ending in "/"
 
     @classmethod
     def of(
@@ -45,6 +48,7 @@ class Sources:
         *,
         fmt: str | None = None,
         shard: ShardLike | None = None,
+        base_url: str | None = None,
     ) -> Sources:
         """Accept a manifest path, URL strings, field dicts or Entry objects.
 
@@ -53,15 +57,19 @@ class Sources:
         ManifestError
             An entry given in code is unusable.
         ValueError
-            ``shard`` is not ``"K/N"`` with 0 <= K < N.
+            ``shard`` is not ``"K/N"`` with 0 <= K < N, or ``base_url`` is
+            not an http(s) URL.
         """
         part = None if shard is None else Shard.parse(shard)
+        base = None if base_url is None else check_base_url(base_url)
         if isinstance(given, Sources):
-            return given if part is None else dataclasses.replace(given, shard=part)
+            if part is not None:
+                given = dataclasses.replace(given, shard=part)
+            return given if base is None else dataclasses.replace(given, base_url=base)
         if isinstance(given, os.PathLike) or (
             isinstance(given, str) and not looks_like_url(given)
         ):
-            return cls(manifests=(Path(given),), fmt=fmt, shard=part)
+            return cls(manifests=(Path(given),), fmt=fmt, shard=part, base_url=base)
         if isinstance(given, str):
             given = [given]
         return cls(entries=tuple(coerce_entries(given)), fmt=fmt, shard=part)
@@ -98,6 +106,7 @@ class Sources:
             fmt=self.fmt,
             check_entry=check_entry,
             in_shard=self.in_shard,
+            base_url=self.base_url,
         )
         check_entries(self.entries, source=self.label, check_entry=check_given)
         sizes = [e.size for e in self.entries if self.owns(e)]
@@ -115,7 +124,7 @@ class Sources:
     def __iter__(self) -> Iterator[Entry]:
         for manifest in self.manifests:
             for _, entry in iter_manifest(
-                manifest, fmt=self.fmt, in_shard=self.in_shard
+                manifest, fmt=self.fmt, in_shard=self.in_shard, base_url=self.base_url
             ):
                 yield entry
         for entry in self.entries:
@@ -128,7 +137,10 @@ def _check_across(sources: Sources) -> None:
     wanted = {e.path for e in sources.entries if sources.owns(e)}
     for manifest in sources.manifests:
         for line, entry in iter_manifest(
-            manifest, fmt=sources.fmt, in_shard=sources.in_shard
+            manifest,
+            fmt=sources.fmt,
+            in_shard=sources.in_shard,
+            base_url=sources.base_url,
         ):
             if entry.path in wanted:
                 msg = f"path {entry.path!r} is also given on the command line"
