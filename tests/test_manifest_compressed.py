@@ -23,7 +23,7 @@ from .test_cli import run_cli
 try:
     import zstandard
 except ImportError:  # the zstd extra is absent: .zst tests skip, saying so
-    zstandard = None
+    zstandard = None  # type: ignore[assignment]
 
 needs_zstandard = pytest.mark.skipif(
     zstandard is None, reason="zstandard is absent: pip install 'downloader[zstd]'"

@@ -19,8 +19,8 @@ examples:
   downloader get https://example.org/a.iso         one URL into the current folder
   downloader get -i files.jsonl -d data/ -j 16     a manifest, 16 files at a time
   cat urls.txt | downloader get -i - --format urls -d data/
-  downloader get -i warc.paths.gz --base-url https://data.commoncrawl.org/
-                                                   relative paths, joined onto a base
+  downloader get -i warc.paths.gz -d cc/ --base-url https://data.commoncrawl.org/
+                                                   a list of relative paths, onto a base
   downloader plan -i files.jsonl -d data/          what get would do (no network)
   downloader verify -i files.jsonl -d data/        check files on disk (no network)
 
@@ -196,11 +196,9 @@ def _inputs() -> argparse.ArgumentParser:
     inputs.add_argument(
         "--base-url",
         metavar="URL",
-        help="join manifest URLs that are relative paths onto this folder, and "
-        "keep each relative path, folders and all, as the output path: "
-        "-i warc.paths.gz --base-url https://data.commoncrawl.org/ saves "
-        "crawl-data/.../x.warc.gz under --dest at crawl-data/.../x.warc.gz "
-        "(absolute URLs stay as they are)",
+        help="for manifests of relative paths (Common Crawl's warc.paths.gz): "
+        "join each onto this URL, taken as a folder, and save the file at its "
+        "relative path under --dest, folders kept; absolute URLs stay as they are",
         type=_base_url,
     )
     inputs.add_argument(

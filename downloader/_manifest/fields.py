@@ -193,7 +193,7 @@ def _check_url(value: Any, what: str) -> str:
         msg = f"malformed {what} {url!r}: {exc}"
         raise ValueError(msg) from None
     if not parts.scheme:
-        msg = f"{what} {url!r} has no scheme (want http:// or https://; {BASE_HINT})"
+        msg = f"{what} {url!r} has no scheme (want http:// or https://); {BASE_HINT}"
     elif parts.scheme.lower() not in ("http", "https"):
         msg = f"unsupported scheme {parts.scheme!r} in {what} {url!r}"
         msg += " (only http and https)"

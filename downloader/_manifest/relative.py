@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-BASE_HINT = "for a manifest of relative paths give --base-url (base_url= in code)"
+BASE_HINT = "for a manifest of relative paths, give --base-url URL (base_url= in code)"
 
 
 def check_base_url(text: str) -> str:
