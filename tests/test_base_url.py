@@ -245,3 +245,33 @@ async def test_the_library_takes_base_url(origin: FileServer, tmp_path: Path) ->
     assert report.ok
     for name, data in CC.items():
         assert file_sha256(tmp_path / "data" / name) == sha256(data)
+
+
+def test_a_shard_sees_the_joined_paths(tmp_path: Path) -> None:
+    from downloader._manifest import Shard
+
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("".join(f"d{i % 7}/f{i}.bin\n" for i in range(200)))
+    every = [e for _, e in iter_manifest(manifest, base_url=B)]
+    shards = [Shard.parse(f"{k}/3") for k in range(3)]
+
+    got = [
+        [e for _, e in iter_manifest(manifest, base_url=B, in_shard=shard.owns)]
+        for shard in shards
+    ]
+
+    for shard, entries in zip(shards, got, strict=True):
+        assert entries == [e for e in every if shard.owns(e.path)]
+    assert sum(map(len, got)) == 200
+
+
+def test_a_cluster_run_carries_the_base_url(tmp_path: Path) -> None:
+    from downloader.distributed import ClusterRun
+
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("a/x.bin\n")
+
+    run = ClusterRun(manifest, tmp_path, cluster="local:1", base_url="http://h/v1")
+
+    assert run.sources.base_url == "http://h/v1/"
+    assert [e.url for e in run.sources] == ["http://h/v1/a/x.bin"]
