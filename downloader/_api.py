@@ -18,6 +18,7 @@ def download(
     fmt: str | None = None,
     shard: ShardLike | None = None,
     checksums: StrPath | SumsFile | None = None,
+    base_url: str | None = None,
     **options: Any,
 ) -> Report:
     """Download ``entries`` into ``dest`` and return the report (blocking).
@@ -37,6 +38,9 @@ def download(
         A sums file (``sha256sum``/``md5sum``/``b2sum`` output; ``"sha512:FILE"``
         names the algorithm) whose digests the entries it names must match;
         its paths are relative to ``dest``.
+    base_url:
+        The folder a manifest's relative URLs are joined onto (for lists of
+        paths such as Common Crawl's ``warc.paths.gz``); absolute URLs stay.
     **options:
         Any keyword of ``Downloader`` (``jobs``, ``retries``, ``progress`` ...).
 
@@ -52,6 +56,8 @@ def download(
 
     async def run() -> Report:
         async with Downloader(dest, **options) as dl:
-            return await dl.download(entries, fmt=fmt, shard=shard, checksums=checksums)
+            return await dl.download(
+                entries, fmt=fmt, shard=shard, checksums=checksums, base_url=base_url
+            )
 
     return asyncio.run(run())

@@ -48,6 +48,7 @@ def download_on_cluster(
     cluster: str | Client = "local:2",
     shards: int | None = None,
     fmt: str | None = None,
+    base_url: str | None = None,
     on_progress: Callable[[ProgressUpdate], None] | None = None,
     **options: Any,
 ) -> Report:
@@ -62,6 +63,8 @@ def download_on_cluster(
         (any scheduler address) or a ``distributed.Client`` uses that cluster.
     shards:
         Tasks to split the work into (default: two per worker thread).
+    base_url:
+        The folder a manifest's relative URLs are joined onto.
     on_progress:
         Called in this thread about twice a second with what the workers sent.
     **options:
@@ -80,7 +83,9 @@ def download_on_cluster(
     report = Report()
     began = time.monotonic()
     with (
-        ClusterRun(entries, dest, cluster=cluster, shards=shards, fmt=fmt) as run,
+        ClusterRun(
+            entries, dest, cluster=cluster, shards=shards, fmt=fmt, base_url=base_url
+        ) as run,
         contextlib.closing(run.results(options, on_progress=on_progress)) as results,
     ):
         for result in results:
@@ -112,8 +117,9 @@ class ClusterRun:
         cluster: str | Client,
         shards: int | None = None,
         fmt: str | None = None,
+        base_url: str | None = None,
     ) -> None:
-        sources = Sources.of(entries, fmt=fmt)
+        sources = Sources.of(entries, fmt=fmt, base_url=base_url)
         if sources.shard is not None:
             msg = "a cluster run makes its own shards; drop the shard"
             raise ValueError(msg)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import re
 import subprocess
 import sys
@@ -21,8 +24,12 @@ EXTENSION = {
     "tsv": ".tsv",
     "json": ".json",
     "urls": ".txt",
+    "parquet": ".parquet",  # hostile bytes: never a parquet file, always located
 }
-LOCATED = re.compile(r"^.+\.(jsonl|csv|tsv|json|txt)(:\d+)?: .+")
+LOCATED = re.compile(
+    r"^.+\.(jsonl|csv|tsv|json|txt|parquet)(\.gz|\.xz|\.bz2)?(:\d+)?: .+"
+)
+COMPRESS = {".gz": gzip.compress, ".xz": lzma.compress, ".bz2": bz2.compress}
 
 # Text that looks like manifests: fields, separators, quotes, traversal, CR/LF,
 # NULs, percent-encodings, odd unicode, and valid URLs for some of it to parse.
@@ -101,6 +108,43 @@ def test_any_input_parses_or_fails_with_file_and_line(
             for name, value in entry.headers.items():
                 assert "\r" not in name + value
                 assert "\n" not in name + value
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    text=manifest_text,
+    fmt=st.sampled_from([f for f in FORMATS if f != "parquet"]),
+    suffix=st.sampled_from(sorted(COMPRESS)),
+    cut=st.integers(min_value=0, max_value=60),
+    raw=st.binary(max_size=20),
+)
+def test_any_compressed_input_parses_or_fails_with_file_and_line(
+    text: str, fmt: str, suffix: str, cut: int, raw: bytes
+) -> None:
+    """Hostile text, compressed, then cut short or trailed by junk bytes."""
+    packed = COMPRESS[suffix](text.encode("utf-8", "surrogatepass"))
+    packed = packed[: len(packed) - cut] + raw if cut else packed + raw
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"m{EXTENSION[fmt]}{suffix}"
+        path.write_bytes(packed)
+        try:
+            check_manifests([path])
+            entries = [entry for _, entry in iter_manifest(path)]
+        except ManifestError as exc:
+            message = str(exc)
+            entries = []
+        else:
+            message = ""
+        if message:
+            assert LOCATED.match(message), message
+            assert str(path) in message
+        for entry in entries:
+            assert entry.url.startswith(("http://", "https://"))
 
 
 def test_cli_never_prints_a_traceback_for_hostile_manifests(tmp_path: Path) -> None:

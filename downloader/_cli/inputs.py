@@ -64,6 +64,7 @@ def _sources(args: argparse.Namespace) -> Iterator[Sources]:
             label="command line URL",
             shard=args.shard,
             checksums=_sums_file(args.checksums),
+            base_url=getattr(args, "base_url", None),
         )
     finally:
         if spooled is not None:

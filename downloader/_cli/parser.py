@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import Any
 
-from .._manifest import FORMATS, Shard
+from .._manifest import FORMATS, Shard, check_base_url
 from .._settings import JOBS_START, Settings
 from .._version import __version__
 
@@ -19,6 +19,8 @@ examples:
   downloader get https://example.org/a.iso         one URL into the current folder
   downloader get -i files.jsonl -d data/ -j 16     a manifest, 16 files at a time
   cat urls.txt | downloader get -i - --format urls -d data/
+  downloader get -i warc.paths.gz -d cc/ --base-url https://data.commoncrawl.org/
+                                                   a list of relative paths, onto a base
   downloader plan -i files.jsonl -d data/          what get would do (no network)
   downloader verify -i files.jsonl -d data/        check files on disk (no network)
   downloader get -i isos.txt -d data/ --checksums data/SHA256SUMS
@@ -75,6 +77,13 @@ def _seconds(text: str) -> float:
 def _shard(text: str) -> Shard:
     try:
         return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _base_url(text: str) -> str:
+    try:
+        return check_base_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -192,7 +201,17 @@ def _inputs() -> argparse.ArgumentParser:
     inputs.add_argument(
         "--format",
         choices=FORMATS,
-        help="manifest format when the file extension cannot tell",
+        help="manifest format when the file extension cannot tell; a "
+        ".gz, .xz, .bz2 or .zst file is read through, by the name under it "
+        "(urls.txt.gz is a URL list)",
+    )
+    inputs.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="for manifests of relative paths (Common Crawl's warc.paths.gz): "
+        "join each onto this URL, taken as a folder, and save the file at its "
+        "relative path under --dest, folders kept; absolute URLs stay as they are",
+        type=_base_url,
     )
     inputs.add_argument(
         "--shard",

@@ -133,11 +133,13 @@ class Downloader:
         fmt: str | None = None,
         shard: ShardLike | None = None,
         checksums: StrPath | SumsFile | None = None,
+        base_url: str | None = None,
     ) -> Report:
         """Fetch every entry; returns the report once all are done.
 
-        ``shard="K/N"`` keeps only the entries shard K of N owns, and
-        ``checksums`` names a sums file to verify against (see ``stream``).
+        ``shard="K/N"`` keeps only the entries shard K of N owns,
+        ``checksums`` names a sums file to verify against, and ``base_url``
+        is joined onto a manifest's relative URLs (see ``stream``).
 
         Raises
         ------
@@ -148,7 +150,9 @@ class Downloader:
         """
         began = time.monotonic()
         report = Report()
-        results = self.stream(entries, fmt=fmt, shard=shard, checksums=checksums)
+        results = self.stream(
+            entries, fmt=fmt, shard=shard, checksums=checksums, base_url=base_url
+        )
         async with contextlib.aclosing(results):
             async for result in results:
                 report.add(result)
@@ -164,6 +168,7 @@ class Downloader:
         fmt: str | None = None,
         shard: ShardLike | None = None,
         checksums: StrPath | SumsFile | None = None,
+        base_url: str | None = None,
     ) -> AsyncGenerator[Result, None]:
         """Yield one result per entry as each file finishes (not in input order).
 
@@ -180,11 +185,17 @@ class Downloader:
         file; ``"sha512:FILE"`` names its algorithm) gives the entries it
         names their expected digests; its paths are relative to ``dest``.
         A malformed line is a ``ManifestError`` naming FILE:LINE.
+
+        ``base_url`` is the folder a manifest's relative URLs (such as Common
+        Crawl's ``crawl-data/...`` lines) are joined onto; an entry without a
+        path then keeps the relative path, folders and all.
         """
         if self._session is None:
             msg = "use 'async with Downloader(...) as dl:' before downloading"
             raise RuntimeError(msg)
-        sources = Sources.of(entries, fmt=fmt, shard=shard, checksums=checksums)
+        sources = Sources.of(
+            entries, fmt=fmt, shard=shard, checksums=checksums, base_url=base_url
+        )
         inside = InsideCheck(self.dest)
         count, total_bytes = await asyncio.to_thread(sources.check, inside)
         known: Mapping[str, Known] = {}

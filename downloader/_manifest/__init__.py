@@ -1,6 +1,9 @@
 """Manifests and entries given in code -> checked entries, lazily; no disk, no network.
 
 - ``formats.py``  readers (JSON Lines, CSV/TSV, JSON, URL lists) -> rows; iter_manifest
+- ``compressed.py`` .gz, .xz, .bz2, .zst manifests read through, damage as FILE:LINE
+- ``parquet.py``  parquet manifests (pyarrow), a batch of rows at a time
+- ``relative.py`` --base-url: relative manifest URLs joined, their paths kept
 - ``fields.py``   entry_from_fields and its validators, coerce_entries, quick_path
 - ``paths.py``    check_path, names for every filesystem, fold, path_key (one digest)
 - ``check.py``    the check pass: no repeated path, portability warnings, ManifestStats
@@ -32,6 +35,7 @@ from .formats import (
     iter_manifest,
     spool_stdin,
 )
+from .parquet import PARQUET_HINT
 from .paths import (
     NAME_MAX,
     PATH_MAX,
@@ -42,6 +46,9 @@ from .paths import (
     part_problem,
     path_key,
     windows_problem,
+)
+from .relative import (
+    check_base_url,
 )
 from .shard import (
     Shard,
@@ -59,6 +66,7 @@ __all__ = [
     "FORMATS",
     "MAX_WARNINGS_SHOWN",
     "NAME_MAX",
+    "PARQUET_HINT",
     "PATH_MAX",
     "READERS",
     "SIDECAR",
@@ -67,6 +75,7 @@ __all__ = [
     "ShardLike",
     "Sources",
     "SumsFile",
+    "check_base_url",
     "check_entries",
     "check_manifests",
     "check_manifests_stats",

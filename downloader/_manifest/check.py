@@ -37,6 +37,7 @@ def check_manifests(
     paths: Sequence[StrPath],
     *,
     fmt: str | None = None,
+    base_url: str | None = None,
     _digest: Callable[[str], int] | None = None,
 ) -> int:
     """Check manifests whole: every entry parses and no output path repeats.
@@ -48,7 +49,9 @@ def check_manifests(
     ManifestError
         The first bad entry, or the later of two entries sharing a path.
     """
-    return check_manifests_stats(paths, fmt=fmt, _digest=_digest).count
+    return check_manifests_stats(
+        paths, fmt=fmt, base_url=base_url, _digest=_digest
+    ).count
 
 
 def check_manifests_stats(
@@ -57,6 +60,7 @@ def check_manifests_stats(
     fmt: str | None = None,
     check_entry: Callable[[Entry], None] | None = None,
     in_shard: Callable[[str], bool] | None = None,
+    base_url: str | None = None,
     _digest: Callable[[str], int] | None = None,
 ) -> ManifestStats:
     """Like ``check_manifests``, also summing declared sizes for progress and ETA.
@@ -80,7 +84,9 @@ def check_manifests_stats(
         passes[0] += 1
         first = passes[0] == 1
         for path in paths:
-            for line, entry in iter_manifest(path, fmt=fmt, in_shard=in_shard):
+            for line, entry in iter_manifest(
+                path, fmt=fmt, in_shard=in_shard, base_url=base_url
+            ):
                 if first and entry.size is None:
                     sizes[1] += 1
                 elif first:

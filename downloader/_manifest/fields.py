@@ -13,6 +13,7 @@ from .._exceptions import ManifestError
 from .._integrity import Checksum
 from .._models import Entry, default_path
 from .paths import _CONTROL, _SURROGATE, check_path
+from .relative import BASE_HINT
 
 _CHECKSUM_FIELDS = ("checksum", "sha256", "md5", "sha1", "sha512")
 FIELDS: tuple[str, ...] = (
@@ -198,7 +199,7 @@ def _check_url(value: Any, what: str) -> str:
         msg = f"malformed {what} {url!r}: {exc}"
         raise ValueError(msg) from None
     if not parts.scheme:
-        msg = f"{what} {url!r} has no scheme (want http:// or https://)"
+        msg = f"{what} {url!r} has no scheme (want http:// or https://); {BASE_HINT}"
     elif parts.scheme.lower() not in ("http", "https"):
         msg = f"unsupported scheme {parts.scheme!r} in {what} {url!r}"
         msg += " (only http and https)"

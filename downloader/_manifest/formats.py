@@ -1,4 +1,4 @@
-"""Manifest formats (JSONL, CSV/TSV, JSON, URL lists) -> raw rows; iter_manifest."""
+"""Manifest formats (JSONL, CSV/TSV, JSON, URL lists, parquet) -> rows, lazily."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ from typing import IO, Any, TypeAlias
 from .._exceptions import ManifestError
 from .._models import Entry
 from .._types import StrPath
+from .compressed import decompressed, split_compression
 from .fields import FIELDS, _to_entry, _unknown_field, quick_path
+from .parquet import parquet_rows
+from .relative import with_base
 
-FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls")
+FORMATS: tuple[str, ...] = ("jsonl", "csv", "tsv", "json", "urls", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
-_SUFFIXES |= {".csv": "csv", ".tsv": "tsv"}
+_SUFFIXES |= {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 _SUFFIXES |= {".lock": "jsonl"}  # a lock file (get --lock) is a manifest
 _MAX_LINE = 1 << 20  # a longer "line" is a binary file, not a manifest
 _WS = re.compile(r"[ \t\n\r]*")
@@ -29,6 +32,9 @@ _WS = re.compile(r"[ \t\n\r]*")
 
 def format_for(path: StrPath, fmt: str | None = None) -> str:
     """The manifest format: ``fmt`` when given, else by the file's extension.
+
+    A compression suffix (``.gz``, ``.xz``, ``.bz2``, ``.zst``) is looked
+    through: ``urls.txt.gz`` is a URL list, ``m.jsonl.xz`` JSON Lines.
 
     Raises
     ------
@@ -40,7 +46,8 @@ def format_for(path: StrPath, fmt: str | None = None) -> str:
             msg = f"unknown manifest format {fmt!r} (use {', '.join(FORMATS)})"
             raise ValueError(msg)
         return fmt.lower()
-    return _SUFFIXES.get(Path(path).suffix.lower(), "urls")
+    name, _ = split_compression(Path(path).name)
+    return _SUFFIXES.get(Path(name).suffix.lower(), "urls")
 
 
 def iter_manifest(
@@ -48,6 +55,7 @@ def iter_manifest(
     *,
     fmt: str | None = None,
     in_shard: Callable[[str], bool] | None = None,
+    base_url: str | None = None,
 ) -> Iterator[tuple[int, Entry]]:
     """Yield ``(line, entry)`` for each entry of a manifest file, one at a time.
 
@@ -56,7 +64,10 @@ def iter_manifest(
     refuses is skipped before the costly checks, so that a shard of a huge
     manifest pays little for the entries of other shards. An entry whose path
     cannot be told without them is checked in full (its error, if any, then
-    stops every shard).
+    stops every shard). With ``base_url`` (see ``relative.check_base_url``),
+    relative URLs are joined onto it, and their path is the output path.
+    A file named ``*.gz``, ``*.xz``, ``*.bz2`` or ``*.zst`` is decompressed
+    as it is read.
 
     Raises
     ------
@@ -73,16 +84,31 @@ def iter_manifest(
     except OSError as exc:
         raise _unreadable(exc, source) from None
     with file:
-        rows = READERS[kind](file, source)
+        rows = READERS[kind](_plain(file, kind, source), source)
         defaults, numbered = rows.defaults, rows.numbered
-        for index, (line, item) in enumerate(rows.items, 1):
+        for index, (line, raw) in enumerate(rows.items, 1):
             at = f"entry {index}: " if numbered else ""
+            item = raw if base_url is None else with_base(raw, base_url)
             if in_shard is None:
                 yield line, _to_entry(item, defaults, source, line, at)
             elif (quick := quick_path(item, defaults)) is None or in_shard(quick):
                 entry = _to_entry(item, defaults, source, line, at)
                 if quick is not None or in_shard(entry.path):  # same path if quick
                     yield line, entry
+
+
+def _plain(file: IO[bytes], kind: str, source: str) -> IO[bytes]:
+    """The file's bytes, decompressed when its name says so."""
+    _, compression = split_compression(Path(source).name)
+    if compression is None:
+        return file
+    if kind == "parquet":
+        msg = (
+            f"a parquet file compresses its own columns and is read in place: "
+            f"give it uncompressed, not as {compression}"
+        )
+        raise ManifestError(msg, source=source)
+    return decompressed(file, compression, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +150,17 @@ def _read_urls(file: IO[bytes], source: str) -> Rows:
     return Rows(_url_rows(_lines(file, source)))
 
 
+def _read_parquet(file: IO[bytes], source: str) -> Rows:
+    return Rows(parquet_rows(file, source))
+
+
 READERS: dict[str, Reader] = {
     "jsonl": _read_jsonl,
     "csv": _read_csv,
     "tsv": _read_tsv,
     "json": _read_json,
     "urls": _read_urls,
+    "parquet": _read_parquet,
 }
 
 

@@ -15,6 +15,7 @@ from .._types import StrPath
 from .check import check_entries, check_manifests_stats
 from .fields import coerce_entries
 from .formats import iter_manifest
+from .relative import check_base_url
 from .shard import Shard, ShardLike
 from .sums import SumsFile
 
@@ -33,6 +34,7 @@ class Sources:
 
     With a ``shard``, only the entries that shard owns are counted and yielded.
     With ``checksums`` (a ``SumsFile``), the entries it names get its digests.
+    With a ``base_url``, the manifests' relative URLs are joined onto it.
     """
 
     manifests: tuple[Path, ...] = ()
@@ -41,6 +43,7 @@ class Sources:
     label: str = "<entries>"  # how errors name the entries given directly
     shard: Shard | None = None
     checksums: SumsFile | None = None
+    base_url: str | None = None  # checked, ending in "/"
 
     @classmethod
     def of(
@@ -50,6 +53,7 @@ class Sources:
         fmt: str | None = None,
         shard: ShardLike | None = None,
         checksums: StrPath | SumsFile | None = None,
+        base_url: str | None = None,
     ) -> Sources:
         """Accept a manifest path, URL strings, field dicts or Entry objects.
 
@@ -61,20 +65,32 @@ class Sources:
         ManifestError
             An entry given in code is unusable.
         ValueError
-            ``shard`` is not ``"K/N"`` with 0 <= K < N.
+            ``shard`` is not ``"K/N"`` with 0 <= K < N, or ``base_url`` is
+            not an http(s) URL.
         """
         part = None if shard is None else Shard.parse(shard)
         sums = checksums
         if sums is not None and not isinstance(sums, SumsFile):
             sums = SumsFile(sums)
+        base = None if base_url is None else check_base_url(base_url)
         if isinstance(given, Sources):
-            changes: dict[str, Any] = {"shard": part, "checksums": sums}
+            changes: dict[str, Any] = {
+                "shard": part,
+                "checksums": sums,
+                "base_url": base,
+            }
             changes = {k: v for k, v in changes.items() if v is not None}
             return dataclasses.replace(given, **changes) if changes else given
         if isinstance(given, os.PathLike) or (
             isinstance(given, str) and not looks_like_url(given)
         ):
-            return cls(manifests=(Path(given),), fmt=fmt, shard=part, checksums=sums)
+            return cls(
+                manifests=(Path(given),),
+                fmt=fmt,
+                shard=part,
+                checksums=sums,
+                base_url=base,
+            )
         if isinstance(given, str):
             given = [given]
         entries = tuple(coerce_entries(given))
@@ -118,6 +134,7 @@ class Sources:
             fmt=self.fmt,
             check_entry=check_entry,
             in_shard=self.in_shard,
+            base_url=self.base_url,
         )
         check_entries(self.entries, source=self.label, check_entry=check_given)
         sizes = [e.size for e in self.entries if self.owns(e)]
@@ -142,7 +159,7 @@ class Sources:
     def _entries(self) -> Iterator[Entry]:
         for manifest in self.manifests:
             for _, entry in iter_manifest(
-                manifest, fmt=self.fmt, in_shard=self.in_shard
+                manifest, fmt=self.fmt, in_shard=self.in_shard, base_url=self.base_url
             ):
                 yield entry
         for entry in self.entries:
@@ -155,7 +172,10 @@ def _check_across(sources: Sources) -> None:
     wanted = {e.path for e in sources.entries if sources.owns(e)}
     for manifest in sources.manifests:
         for line, entry in iter_manifest(
-            manifest, fmt=sources.fmt, in_shard=sources.in_shard
+            manifest,
+            fmt=sources.fmt,
+            in_shard=sources.in_shard,
+            base_url=sources.base_url,
         ):
             if entry.path in wanted:
                 msg = f"path {entry.path!r} is also given on the command line"
