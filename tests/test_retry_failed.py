@@ -228,3 +228,26 @@ def test_dest_problem(
     else:
         assert problem is not None
         assert expected in problem
+
+
+async def test_the_library_retries_a_reports_failures_with_their_headers(
+    origin: FileServer, tmp_path: Path
+) -> None:
+    """README "Repeating a run": ``report.failed`` holds whole entries, headers
+    included, so the library needs no report file to retry them."""
+    from downloader import Downloader, Entry
+
+    origin.faults["blob.bin"] = Faults(fail_status=404, fail_times=1)
+    entries = [
+        Entry(origin.url("small.bin")),
+        Entry(origin.url("blob.bin"), headers={"X-Token": "t0ken"}),
+    ]
+    async with Downloader(tmp_path, retry_wait=0.01) as dl:
+        report = await dl.download(entries)
+        assert [r.path for r in report.failed] == ["blob.bin"]
+        again = await dl.download([r.entry for r in report.failed])
+    assert again.ok
+    assert [r.path for r in again.results] == ["blob.bin"]
+    assert file_sha256(tmp_path / "blob.bin") == sha256(origin.files["blob.bin"])
+    assert origin.requests_for("blob.bin")[-1].headers["X-Token"] == "t0ken"
+    assert len(origin.requests_for("small.bin")) == 1  # not asked again
