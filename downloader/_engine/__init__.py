@@ -6,6 +6,8 @@
 - ``segments.py``    SegmentedDownload: one file over several ranged connections
 - ``ranges.py``      Segment geometry, and the opener of each range request
 - ``budget.py``      ConnectionBudget: connection slots per host and in all
+- ``flight.py``      FileSlots: how many files are in flight (policy.FlightLimit)
+- ``gate.py``        ResizableGate: the semaphore both of those resize
 - ``ratelimit.py``   RateLimiter: --limit-rate over all transfers
 """
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 
 from .._exceptions import ConnectionLost, HTTPStatusError, ReadTimeout, TransferError
 from .._policy import (
@@ -32,6 +31,7 @@ from .._policy import (
     host_pause,
     pushed_back,
 )
+from .gate import ResizableGate
 
 
 class ConnectionBudget:
@@ -154,54 +154,25 @@ class ConnectionBudget:
         self._total.release()
 
 
-class _HostGate:
-    """A host's slots: a semaphore whose size ``limit`` may change while in use.
+class _HostGate(ResizableGate):
+    """A host's slots: as many as its ``limit`` allows now (it may change while
+    in use), taken first come, first served, with its pace and its counts."""
 
-    Taken first come, first served; a smaller limit lets no new request in
-    until enough of those under way have ended.
-    """
-
-    __slots__ = ("_waiting", "active", "limit", "pace", "requests", "sending")
+    __slots__ = ("limit", "pace", "requests", "sending")
 
     def __init__(self, limit: HostLimit) -> None:
+        super().__init__()
         self.limit = limit
         self.pace = HostPace(time.monotonic())
-        self.active = 0  # slots held (some may wait for the pace)
         self.sending = 0  # slots whose request went (or is going) to the host
         self.requests = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
 
-    def locked(self) -> bool:
-        return self.active >= self.limit.connections or bool(self._waiting)
+    def size(self) -> int:
+        return self.limit.connections
 
     async def acquire(self) -> None:
-        if not self.locked():
-            self.active += 1
-            self.requests += 1
-            return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting.append(turn)
-        try:
-            await turn
-        except BaseException:
-            if turn.done() and not turn.cancelled():
-                self.release()  # granted as it was cancelled: pass it on
-            else:
-                self._waiting.remove(turn)
-            raise
+        await super().acquire()
         self.requests += 1
-
-    def release(self) -> None:
-        self.active -= 1
-        self.wake()
-
-    def wake(self) -> None:
-        """Let waiters in while there is room (after a release or a raise)."""
-        while self._waiting and self.active < self.limit.connections:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                self.active += 1
-                turn.set_result(None)
 
 
 class _Slot:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 
 from .._policy import FlightLimit
+from .gate import ResizableGate
 
 
-class FileSlots:
+class FileSlots(ResizableGate):
     """A semaphore whose size is the run's files in flight, which may grow.
 
     With ``adapt`` it starts small and follows ``FlightLimit``; without, it
     stays at ``ceiling``. First come, first served.
     """
 
-    __slots__ = ("_control", "_fixed", "_waiting", "active", "peak", "running")
+    __slots__ = ("_control", "_fixed", "peak", "running")
 
     def __init__(self, start: int, ceiling: int, *, adapt: bool) -> None:
         now, cpu = time.monotonic(), time.process_time()
         self._control = FlightLimit(start, ceiling, now, cpu) if adapt else None
         self._fixed = ceiling
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self.active = 0  # slots held
+        super().__init__()
         self.running = 0  # files being handled (a held slot may wait for input)
         self.peak = 0  # the most files handled at once
 
@@ -31,28 +29,8 @@ class FileSlots:
     def limit(self) -> int:
         return self._fixed if self._control is None else self._control.limit
 
-    async def acquire(self) -> None:
-        if self.active < self.limit and not self._waiting:
-            self.active += 1
-            return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting.append(turn)
-        try:
-            await turn
-        except BaseException:
-            if turn.done() and not turn.cancelled():
-                self.release()  # granted as it was cancelled: pass it on
-            else:
-                self._waiting.remove(turn)
-            raise
-
-    def release(self) -> None:
-        self.active -= 1
-        while self._waiting and self.active < self.limit:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                self.active += 1
-                turn.set_result(None)
+    def size(self) -> int:
+        return self.limit
 
     def finished(self, queued: int, *, backlog: bool) -> None:
         """A file is done (still holding its slot); ``queued``: files waiting
